@@ -1,0 +1,157 @@
+// Package cli is Mandate's command line and its only composition root: it
+// reads the configuration, picks the storage backend and wires the
+// upstreams, the gateway and the front ends together.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mandate-mcp/mandate/examples/demo"
+	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Version is Mandate's version, reported as serverInfo.version.
+const Version = "0.1.0-dev"
+
+const usage = `Mandate — an MCP security gateway.
+
+Usage:
+  mandate serve  [--config FILE] [--listen ADDR] [--data-dir DIR]   serve MCP over HTTP
+  mandate stdio  [--config FILE] [--data-dir DIR]                   serve one client over stdin/stdout
+  mandate config check [FILE | --config FILE]                       report every problem in a config file
+  mandate version
+
+With no --config, the embedded quickstart configuration is used: 127.0.0.1:8787
+with the built-in demo upstream.
+`
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(ctx, args[1:], stderr)
+	case "stdio":
+		err = runStdio(ctx, args[1:], stdin, stdout, stderr)
+	case "config":
+		return runConfig(args[1:], stdout, stderr)
+	case "demo-upstream":
+		// The built-in demo server, started by the quickstart as a child.
+		err = demo.Run(ctx, &mcp.StdioTransport{})
+	case "version", "--version":
+		fmt.Fprintln(stdout, "mandate", Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "mandate: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "mandate:", err)
+		return 1
+	}
+	return 0
+}
+
+// commonFlags are the flags every serving subcommand takes.
+type commonFlags struct {
+	config  string
+	listen  string
+	dataDir string
+	verbose bool
+}
+
+func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (*commonFlags, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &commonFlags{}
+	fs.StringVar(&f.config, "config", "", "configuration file (default: the embedded quickstart)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "override data_dir")
+	fs.BoolVar(&f.verbose, "v", false, "debug logging")
+	if withListen {
+		fs.StringVar(&f.listen, "listen", "", "override listen (host:port)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return f, nil
+}
+
+func (f *commonFlags) load() (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	if f.config == "" {
+		cfg, err = config.Quickstart()
+	} else {
+		cfg, err = config.Load(f.config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprint(stderr, "usage: mandate config check FILE\n")
+		return 2
+	}
+	args = args[1:]
+	path := ""
+	switch {
+	case len(args) == 1:
+		path = args[0]
+	case len(args) == 2 && (args[0] == "--config" || args[0] == "-config"):
+		path = args[1]
+	default:
+		fmt.Fprint(stderr, "usage: mandate config check FILE\n")
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			for _, p := range cerr.Problems {
+				fmt.Fprintln(stdout, p.String())
+			}
+			fmt.Fprintf(stdout, "%s: %d problem(s)\n", path, len(cerr.Problems))
+			return 1
+		}
+		fmt.Fprintln(stderr, "mandate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d upstreams)\n", path, len(cfg.Upstreams))
+	return 0
+}

@@ -1,0 +1,224 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/mandate-mcp/mandate/internal/frontend"
+	"github.com/mandate-mcp/mandate/internal/gateway"
+	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/store/memory"
+	"github.com/mandate-mcp/mandate/internal/store/postgres"
+	"github.com/mandate-mcp/mandate/internal/store/sqlite"
+	"github.com/mandate-mcp/mandate/internal/upstream"
+)
+
+// runtime is everything one running gateway owns.
+type runtime struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	store store.Store
+	ups   []*upstream.Upstream
+	gw    *gateway.Gateway
+}
+
+// clientCapabilities is what Mandate declares to upstreams: everything it can
+// route to a client. A request a given client did not declare is refused per
+// session (see gateway.relay).
+var clientCapabilities = json.RawMessage(`{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{},"url":{}}}`)
+
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	var st store.Store
+	var err error
+	switch cfg.Store.Driver {
+	case "memory":
+		st = memory.New()
+	case "postgres":
+		st, err = postgres.Open(ctx, cfg.Store.DSN)
+	default:
+		path := cfg.Store.DSN
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "mandate.db")
+		}
+		if path != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, fmt.Errorf("create data dir: %w", err)
+			}
+		}
+		st, err = sqlite.Open(ctx, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s store: %w", cfg.Store.Driver, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate store: %w", err)
+	}
+	return st, nil
+}
+
+// catalogRecorder adapts the store to the gateway's CatalogRecorder.
+type catalogRecorder struct{ st store.CatalogStore }
+
+func (c catalogRecorder) RecordCatalog(ctx context.Context, id, kind string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := c.st.PutCatalog(ctx, store.CatalogSnapshot{
+		Upstream: id, Kind: kind, Hash: store.CatalogHash(body), Body: body, FetchedAt: time.Now(),
+	})
+	return err
+}
+
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{cfg: cfg, log: log, store: st}
+	specs := make([]gateway.UpstreamSpec, 0, len(cfg.Upstreams))
+	for _, uc := range cfg.Upstreams {
+		o := upstream.Options{
+			ID:         uc.ID,
+			Client:     upstream.ClientInfo{Name: "mandate", Version: Version, Capabilities: clientCapabilities},
+			Log:        log,
+			MaxBackoff: uc.Restart.MaxBackoff,
+			OnHealth:   healthRecorder(st, uc.ID, log),
+		}
+		switch {
+		case uc.Stdio != nil:
+			o.Stdio = &upstream.StdioOptions{Command: uc.Stdio.Command, Args: uc.Stdio.Args, Env: uc.Stdio.Environ(), Dir: uc.Stdio.Dir}
+		case uc.HTTP != nil:
+			o.HTTP = &upstream.HTTPOptions{URL: uc.HTTP.URL, Headers: uc.HTTP.Headers}
+		case uc.SSE != nil:
+			o.SSE = &upstream.SSEOptions{URL: uc.SSE.URL, Headers: uc.SSE.Headers}
+		}
+		u := upstream.New(o)
+		rt.ups = append(rt.ups, u)
+		specs = append(specs, gateway.UpstreamSpec{
+			Conn: u, Prefix: uc.EffectivePrefix(), PerClient: uc.Session == config.SessionPerClient,
+			Timeout: uc.Timeout, MaxSessions: uc.MaxSessions, IdleTimeout: uc.IdleTimeout,
+		})
+	}
+	rt.gw = gateway.New(gateway.Options{
+		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
+		Catalog: catalogRecorder{st}, Log: log,
+	})
+	for _, u := range rt.ups {
+		u.SetHandler(rt.gw.SharedHandler(u.ID()))
+		u.Start()
+	}
+	return rt, nil
+}
+
+func healthRecorder(st store.HealthStore, id string, log *slog.Logger) func(status, detail string) {
+	return func(status, detail string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := st.RecordHealth(ctx, store.HealthEvent{Upstream: id, At: time.Now(), Status: status, Detail: detail}); err != nil {
+			log.Warn("record upstream health", "upstream", id, "err", err)
+		}
+	}
+}
+
+// close stops the upstreams (children get stdin closed, SIGTERM, SIGKILL)
+// and the store.
+func (rt *runtime) close() {
+	rt.gw.Close()
+	for _, u := range rt.ups {
+		u.Close()
+	}
+	if err := rt.store.Close(); err != nil {
+		rt.log.Warn("close store", "err", err)
+	}
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseFlags("serve", args, stderr, true)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, f.verbose)
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("listening on a non-loopback address: Mandate is reachable from other machines", "listen", cfg.Listen)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	rt, err := build(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer rt.close()
+	fe := frontend.New(frontend.Options{
+		Gateway: rt.gw, Listen: cfg.Listen,
+		AllowedHosts: cfg.HTTP.AllowedHosts, AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, SessionTimeout: cfg.HTTP.SessionTimeout,
+		MaxSessionsPerClient: cfg.HTTP.MaxSessionsPerClient, Log: log,
+	})
+	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go fe.Run(runCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("mandate serving", "url", "http://"+ln.Addr().String()+"/mcp", "upstreams", len(cfg.Upstreams))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight calls")
+	// Stop accepting, let in-flight calls finish (bounded), then end the
+	// sessions, which closes their streams so Shutdown can return.
+	drain, cancelDrain := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelDrain()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(drain) }()
+	for rt.gw.Busy() > 0 && drain.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	fe.Shutdown()
+	if err := <-done; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f, err := parseFlags("stdio", args, stderr, false)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	// Logs go to stderr only: stdout carries nothing but MCP (T-01).
+	log := newLogger(stderr, f.verbose)
+	rt, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	return frontend.ServeStdio(ctx, rt.gw, stdin, stdout, log)
+}

@@ -1,0 +1,163 @@
+// Package config holds Mandate's typed configuration: its YAML shape, its
+// defaults, secret expansion and validation. It is the only package that reads
+// the process environment, so every other package receives plain values.
+package config
+
+import "time"
+
+// Default values applied by Load when a field is absent.
+const (
+	DefaultListen         = "127.0.0.1:8787"
+	DefaultDataDir        = "./mandate-data"
+	DefaultSeparator      = "__"
+	DefaultTimeout        = 60 * time.Second
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultMaxSessions    = 256
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultSessionTimeout = 30 * time.Minute
+	DefaultMaxClientSess  = 64
+)
+
+// Session modes say how downstream sessions map onto upstream sessions.
+const (
+	// SessionShared multiplexes every downstream session over one upstream
+	// session. It is the default: it costs one process or connection per
+	// upstream, whatever the number of clients.
+	SessionShared = "shared"
+	// SessionPerClient gives each downstream session its own upstream session
+	// (its own process for stdio), for servers that keep per-client state.
+	SessionPerClient = "per-client"
+)
+
+// Config is the whole configuration file. The YAML shape is a contract other
+// tools rely on: fields are only ever added, never renamed.
+type Config struct {
+	// Listen is the host:port of the HTTP listener. A non-loopback address
+	// must be named explicitly; the default is loopback only.
+	Listen string `yaml:"listen"`
+	// DataDir holds the SQLite database and keys.
+	DataDir string `yaml:"data_dir"`
+	// Separator joins an upstream prefix and a tool name ("fs__read_file").
+	Separator string `yaml:"separator"`
+	// Store selects the storage backend.
+	Store Store `yaml:"store"`
+	// HTTP tunes the HTTP front end.
+	HTTP HTTP `yaml:"http"`
+	// Upstreams are the MCP servers Mandate fronts, in a stable order.
+	Upstreams []Upstream `yaml:"upstreams"`
+
+	// Source is the file the configuration came from ("" for the embedded
+	// quickstart); it is not part of the YAML.
+	Source string `yaml:"-"`
+
+	// src remembers positions and secret-filled values for messages and
+	// redaction; nil for a Config built in code.
+	src *origin
+	// expanded is set by Expand so that a second call cannot expand text
+	// that a secret brought in.
+	expanded bool
+}
+
+// Store selects and configures the storage backend.
+type Store struct {
+	// Driver is "sqlite" (default, in DataDir), "postgres" or "memory".
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection string, or a SQLite file path
+	// (default: DataDir/mandate.db). It may use ${env:...} or ${file:...}.
+	DSN string `yaml:"dsn"`
+}
+
+// HTTP tunes the HTTP front end.
+type HTTP struct {
+	// AllowedOrigins lists Origin values accepted besides loopback origins.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedHosts lists Host header values accepted besides loopback names
+	// and the listen address, for deployments behind a named host.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// MaxBodyBytes caps a request body; larger bodies get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// SessionTimeout expires downstream sessions idle for this long.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// MaxSessionsPerClient caps concurrent downstream sessions per client
+	// (per remote address until authentication names the client).
+	MaxSessionsPerClient int `yaml:"max_sessions_per_client"`
+}
+
+// Upstream is one MCP server. Exactly one of Stdio, HTTP or SSE is set.
+type Upstream struct {
+	// ID is the gateway-assigned identifier; it is the default prefix.
+	ID string `yaml:"id"`
+	// Prefix namespaces the upstream's names. Nil means "use ID"; an empty
+	// string exposes names unprefixed (refused if that causes a collision).
+	Prefix *string `yaml:"prefix"`
+
+	Stdio *Stdio  `yaml:"stdio"`
+	HTTP  *HTTPUp `yaml:"http"`
+	SSE   *SSEUp  `yaml:"sse"`
+
+	// Timeout bounds one forwarded request.
+	Timeout time.Duration `yaml:"timeout"`
+	// Session is SessionShared (default) or SessionPerClient.
+	Session string `yaml:"session"`
+	// MaxSessions caps upstream sessions in per-client mode.
+	MaxSessions int `yaml:"max_sessions"`
+	// IdleTimeout closes per-client upstream sessions unused this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Restart tunes supervision of the upstream connection.
+	Restart Restart `yaml:"restart"`
+
+	// Line is the line of the entry in the source file, for messages.
+	Line int `yaml:"-"`
+
+	// src remembers positions and secret-filled values of this entry; it
+	// travels with the Upstream so that reordering upstreams keeps it right.
+	src *origin
+}
+
+// Stdio launches a local MCP server as a child process.
+type Stdio struct {
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"`
+	Env     map[string]string `yaml:"env"`
+	Dir     string            `yaml:"dir"`
+}
+
+// HTTPUp reaches a remote Streamable HTTP server.
+type HTTPUp struct {
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// SSEUp reaches a legacy HTTP+SSE (2024-11-05) server.
+type SSEUp struct {
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Restart tunes how a failed upstream is reconnected.
+type Restart struct {
+	// MaxBackoff caps the exponential delay between attempts.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// EffectivePrefix is the namespace prefix for u's names.
+func (u Upstream) EffectivePrefix() string {
+	if u.Prefix != nil {
+		return *u.Prefix
+	}
+	return u.ID
+}
+
+// Transport names the configured transport: "stdio", "http" or "sse".
+func (u Upstream) Transport() string {
+	switch {
+	case u.Stdio != nil:
+		return "stdio"
+	case u.HTTP != nil:
+		return "http"
+	case u.SSE != nil:
+		return "sse"
+	}
+	return ""
+}

@@ -1,0 +1,322 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration, located in its file so an
+// operator can go straight to it. Messages never quote string values that
+// may hold secrets: they name the field, the variable or the file instead.
+type Problem struct {
+	// File is the configuration file; "" for a Config built in code.
+	File string
+	// Line and Col are 1-based; 0 when unknown, as for a value that was
+	// not in the file.
+	Line, Col int
+	// Field is the path of the value, such as "upstreams[1].http.url".
+	Field string
+	// Msg says what is wrong.
+	Msg string
+}
+
+// String formats p as "file:line:col: field: msg", leaving out the parts
+// that are unknown (YAML syntax errors, for one, come without a column).
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		b.WriteString(":")
+	}
+	switch {
+	case p.Line > 0 && p.Col > 0:
+		fmt.Fprintf(&b, "%d:%d:", p.Line, p.Col)
+	case p.Line > 0:
+		fmt.Fprintf(&b, "%d:", p.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if p.Field != "" {
+		b.WriteString(p.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error carries every problem found in a configuration, so that one run of
+// "mandate check" lists them all instead of one per edit.
+type Error struct {
+	Problems []Problem
+}
+
+// Error joins the problems, one per line.
+func (e *Error) Error() string {
+	if len(e.Problems) == 0 {
+		return "invalid configuration"
+	}
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sortProblems puts problems in reading order. The sort is stable so that
+// problems at one position keep the order in which they were found.
+func sortProblems(ps []Problem) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		return cmp.Or(
+			cmp.Compare(a.File, b.File),
+			cmp.Compare(a.Line, b.Line),
+			cmp.Compare(a.Col, b.Col),
+		)
+	})
+}
+
+var (
+	// namePattern bounds ids and prefixes to characters that are safe in
+	// tool names on every client, and to a length that leaves room for the
+	// upstream's own names within common tool-name limits.
+	namePattern      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+	separatorPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// Validate reports every problem in cfg at once, in file order. It expects
+// defaults applied and references expanded, as Load and Parse do; a value
+// already reported while parsing or expanding is not reported again.
+func Validate(cfg *Config) []Problem {
+	v := &validator{}
+	v.config(cfg)
+	sortProblems(v.problems)
+	return v.problems
+}
+
+type validator struct {
+	problems []Problem
+}
+
+// report records a problem at rel inside o, unless that value or one of its
+// parents was already reported.
+func (v *validator) report(o *origin, rel, full, format string, args ...any) {
+	if o.quiet(rel) {
+		return
+	}
+	p := o.at(rel)
+	file := ""
+	if o != nil {
+		file = o.file
+	}
+	v.problems = append(v.problems, Problem{
+		File:  file,
+		Line:  p.line,
+		Col:   p.col,
+		Field: full,
+		Msg:   fmt.Sprintf(format, args...),
+	})
+}
+
+func (v *validator) config(cfg *Config) {
+	o := cfg.src
+	top := func(rel, format string, args ...any) {
+		v.report(o, rel, rel, format, args...)
+	}
+
+	if err := checkListen(cfg.Listen); err != "" {
+		top("listen", "%s", err)
+	}
+	if cfg.DataDir == "" {
+		top("data_dir", "must not be empty")
+	}
+	if !separatorPattern.MatchString(cfg.Separator) {
+		top("separator", "must be one or more of A-Z a-z 0-9 _ -")
+	}
+
+	switch cfg.Store.Driver {
+	case "sqlite", "memory":
+	case "postgres":
+		if cfg.Store.DSN == "" {
+			top("store.dsn", "required when store.driver is postgres")
+		}
+	default:
+		top("store.driver", "must be sqlite, postgres or memory, not %q", cfg.Store.Driver)
+	}
+
+	if cfg.HTTP.MaxBodyBytes < 0 {
+		top("http.max_body_bytes", "must not be negative")
+	}
+	if cfg.HTTP.SessionTimeout < 0 {
+		top("http.session_timeout", "must not be negative")
+	}
+	if cfg.HTTP.MaxSessionsPerClient < 0 {
+		top("http.max_sessions_per_client", "must not be negative")
+	}
+	for i, s := range cfg.HTTP.AllowedOrigins {
+		if s == "" {
+			top(fmt.Sprintf("http.allowed_origins[%d]", i), "must not be empty")
+		}
+	}
+	for i, s := range cfg.HTTP.AllowedHosts {
+		if s == "" {
+			top(fmt.Sprintf("http.allowed_hosts[%d]", i), "must not be empty")
+		}
+	}
+
+	ids := map[string]int{}
+	prefixes := map[string]int{}
+	for i, u := range cfg.Upstreams {
+		v.upstream(i, u)
+
+		if u.ID != "" && namePattern.MatchString(u.ID) {
+			if j, dup := ids[u.ID]; dup {
+				v.atUpstream(i, u, "id", "duplicate id %q (also %s)", u.ID, where(j, cfg.Upstreams[j]))
+			} else {
+				ids[u.ID] = i
+			}
+		}
+
+		// An empty prefix may be shared: whether unprefixed names collide
+		// depends on what the upstreams serve, which only the gateway
+		// sees. Two equal non-empty prefixes always collide.
+		p := u.EffectivePrefix()
+		if p == "" || !namePattern.MatchString(p) {
+			continue
+		}
+		j, dup := prefixes[p]
+		if !dup {
+			prefixes[p] = i
+			continue
+		}
+		if u.Prefix == nil && cfg.Upstreams[j].Prefix == nil {
+			continue // Already reported as a duplicate id.
+		}
+		rel := "prefix"
+		if u.Prefix == nil {
+			rel = "id"
+		}
+		v.atUpstream(i, u, rel, "prefix %q is already used by %s", p, where(j, cfg.Upstreams[j]))
+	}
+}
+
+// where names upstream i for a message pointing back at it.
+func where(i int, u Upstream) string {
+	if u.Line > 0 {
+		return fmt.Sprintf("upstreams[%d] at line %d", i, u.Line)
+	}
+	return fmt.Sprintf("upstreams[%d]", i)
+}
+
+func (v *validator) atUpstream(i int, u Upstream, rel, format string, args ...any) {
+	full := fmt.Sprintf("upstreams[%d]", i)
+	if rel != "" {
+		full += "." + rel
+	}
+	v.report(u.src, rel, full, format, args...)
+}
+
+func (v *validator) upstream(i int, u Upstream) {
+	at := func(rel, format string, args ...any) {
+		v.atUpstream(i, u, rel, format, args...)
+	}
+
+	switch {
+	case u.ID == "":
+		at("id", "required")
+	case !namePattern.MatchString(u.ID):
+		at("id", "must be 1 to 32 of A-Z a-z 0-9 _ -")
+	}
+	if u.Prefix != nil && *u.Prefix != "" && !namePattern.MatchString(*u.Prefix) {
+		at("prefix", "must be empty or 1 to 32 of A-Z a-z 0-9 _ -")
+	}
+
+	var set []string
+	for _, t := range []struct {
+		name string
+		on   bool
+	}{{"stdio", u.Stdio != nil}, {"http", u.HTTP != nil}, {"sse", u.SSE != nil}} {
+		if t.on {
+			set = append(set, t.name)
+		}
+	}
+	switch {
+	case len(set) == 0 && !u.src.quiet("stdio") && !u.src.quiet("http") && !u.src.quiet("sse"):
+		at("", "one of stdio, http or sse is required")
+	case len(set) > 1:
+		at(set[1], "only one of stdio, http or sse may be set, found %s", strings.Join(set, " and "))
+	}
+
+	if u.Stdio != nil {
+		if u.Stdio.Command == "" {
+			at("stdio.command", "required")
+		}
+		for name := range u.Stdio.Env {
+			if name == "" || strings.ContainsAny(name, "=\x00") {
+				at("stdio.env", "variable names must be non-empty and contain no '=' or NUL")
+				break
+			}
+		}
+	}
+	if u.HTTP != nil {
+		checkURL(at, "http", u.HTTP.URL)
+	}
+	if u.SSE != nil {
+		checkURL(at, "sse", u.SSE.URL)
+	}
+
+	switch u.Session {
+	case SessionShared, SessionPerClient:
+	default:
+		at("session", "must be %s or %s, not %q", SessionShared, SessionPerClient, u.Session)
+	}
+	if u.Timeout < 0 {
+		at("timeout", "must not be negative")
+	}
+	if u.IdleTimeout < 0 {
+		at("idle_timeout", "must not be negative")
+	}
+	if u.Restart.MaxBackoff < 0 {
+		at("restart.max_backoff", "must not be negative")
+	}
+	if u.MaxSessions < 1 {
+		at("max_sessions", "must be at least 1")
+	}
+}
+
+// checkURL never quotes the URL: after expansion it may carry a token in its
+// query or user info.
+func checkURL(at func(rel, format string, args ...any), transport, raw string) {
+	rel := transport + ".url"
+	if raw == "" {
+		at(rel, "required")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		at(rel, "must be an absolute http:// or https:// URL")
+	}
+}
+
+// checkListen returns what is wrong with a listen address, or "". Any host
+// is accepted: a non-loopback one is only ever there because an operator
+// wrote it, which is the explicit choice the default asks for.
+func checkListen(addr string) string {
+	const want = `must be host:port, such as "127.0.0.1:8787"`
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return want
+	}
+	if strings.ContainsAny(host, " /") {
+		return want
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "port must be a number from 0 to 65535"
+	}
+	return ""
+}

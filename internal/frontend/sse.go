@@ -1,0 +1,82 @@
+package frontend
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// serveSSE is the legacy HTTP+SSE transport (2024-11-05) for old clients:
+// the GET stream carries every server message, and the client POSTs to the
+// endpoint the first event names.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	sess := s.openSession(r)
+	if sess == nil {
+		http.Error(w, "too many sessions for this client", http.StatusTooManyRequests)
+		return
+	}
+	defer s.closeSession(sess)
+	f, _ := w.(http.Flusher)
+	st := &sseWriter{w: w, f: f}
+	defer st.end()
+	st.mu.Lock()
+	st.startLocked()
+	_, err := w.Write([]byte("event: endpoint\ndata: /message?sessionId=" + sess.ID + "\n\n"))
+	if f != nil {
+		f.Flush()
+	}
+	st.mu.Unlock()
+	if err != nil {
+		return
+	}
+	sess.SetStandalone(st)
+	keepalive := time.NewTicker(25 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-sess.Done():
+			return
+		case <-keepalive.C:
+			if st.comment("keepalive") != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	sess := s.lookup(r.URL.Query().Get("sessionId"))
+	if sess == nil {
+		http.Error(w, "session not found", http.StatusNotFound)
+		return
+	}
+	msg, ok := s.readMessage(w, r)
+	if !ok {
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+	req, isReq := msg.(*jsonrpc.Request)
+	if !isReq || !req.IsCall() {
+		s.gw.Handle(r.Context(), sess, msg, nil)
+		return
+	}
+	go func() {
+		ctx, cancel := sessionContext(context.Background(), sess)
+		defer cancel()
+		if resp := s.gw.Handle(ctx, sess, req, nil); resp != nil {
+			_ = sess.Reply(ctx, resp)
+		}
+	}()
+}

@@ -1,0 +1,74 @@
+package frontend
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/mandate-mcp/mandate/internal/gateway"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// lineWriter writes newline-delimited JSON-RPC messages; it is the one
+// stream of a stdio session.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Send(_ context.Context, msg jsonrpc.Message) error {
+	data, err := jsonrpc.EncodeMessage(msg)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err = l.w.Write(append(data, '\n'))
+	return err
+}
+
+// ServeStdio runs one client session over r/w (a local client spawning
+// Mandate) until r ends or ctx is cancelled. Requests are served
+// concurrently; nothing but JSON-RPC is ever written to w (T-01).
+func ServeStdio(ctx context.Context, gw *gateway.Gateway, r io.Reader, w io.Writer, log *slog.Logger) error {
+	out := &lineWriter{w: w}
+	sess := gw.NewSession("", "stdio")
+	sess.SetStandalone(out)
+	defer sess.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			msg, derr := jsonrpc.DecodeMessage(t)
+			if derr != nil {
+				_ = out.Send(ctx, &jsonrpc.Response{Error: &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "invalid JSON-RPC message"}})
+			} else if req, ok := msg.(*jsonrpc.Request); ok && req.IsCall() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if resp := gw.Handle(ctx, sess, req, out); resp != nil {
+						if err := out.Send(ctx, resp); err != nil {
+							log.Warn("write to stdout", "err", err)
+						}
+					}
+				}()
+			} else {
+				gw.Handle(ctx, sess, msg, out)
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return fmt.Errorf("read stdin: %w", err)
+		}
+	}
+}
