@@ -533,7 +533,7 @@ func TestToolsListGolden(t *testing.T) {
 // drops fields such as execution or _meta.
 func TestToolsListMatchesUpstream(t *testing.T) {
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return demo.NewServer() }, nil))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	direct := newRawSession(t, srv.URL)
 	_, directBody := direct.call(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 
@@ -548,7 +548,7 @@ func TestToolsListMatchesUpstream(t *testing.T) {
 		} `json:"result"`
 	}
 	var d, m list
-	if err := json.Unmarshal(directBody, &d); err != nil {
+	if err := json.Unmarshal(sseData(directBody), &d); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(throughBody, &m); err != nil {
@@ -577,4 +577,19 @@ func TestToolsListMatchesUpstream(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sseData returns the last data payload of an SSE body, or body itself when
+// it is plain JSON.
+func sseData(body []byte) []byte {
+	var last []byte
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+			last = d
+		}
+	}
+	if last == nil {
+		return body
+	}
+	return last
 }
