@@ -36,3 +36,11 @@ func (s Stdio) Environ() []string {
 	}
 	return out
 }
+
+// GOGCSet reports whether the operator tuned the garbage collector through
+// the GOGC environment variable; Mandate only applies its own default
+// when not.
+func GOGCSet() bool {
+	_, ok := os.LookupEnv("GOGC")
+	return ok
+}

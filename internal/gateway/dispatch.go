@@ -278,7 +278,10 @@ func (g *Gateway) upstreamSession(ctx context.Context, sess *Session, u *upState
 // forward sends one request to u and maps its response back to the client's
 // id. The upstream's result, including an isError tool result, is passed on
 // unchanged.
-func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *jsonrpc.Request, params object, related Stream) *jsonrpc.Response {
+//
+// params is the decoded request params; dirty says whether the caller changed
+// them. Unchanged params are forwarded as the bytes the client sent.
+func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *jsonrpc.Request, params object, dirty bool, related Stream) *jsonrpc.Response {
 	ctx, cancel := context.WithTimeout(ctx, u.spec.Timeout)
 	defer cancel()
 	s, err := g.upstreamSession(ctx, sess, u)
@@ -286,14 +289,18 @@ func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *j
 		g.log.Warn("upstream unavailable", "upstream", u.id, "method", req.Method, "err", err)
 		return errorResponse(req.ID, codeInternal, fmt.Sprintf("upstream %q is unavailable", u.id))
 	}
-	if sess.modern {
-		stripModernMeta(params)
+	if sess.modern && stripModernMeta(params) {
+		dirty = true
 	}
-	tok := g.mapProgressToken(sess, related, params)
-	if tok != "" {
+	if tok := g.mapProgressToken(sess, related, params); tok != "" {
 		defer g.dropProgressToken(tok)
+		dirty = true
 	}
-	resp, err := s.Call(ctx, req.Method, params.encode(), &route{sess: sess, stream: related})
+	raw := req.Params
+	if dirty {
+		raw = params.encode()
+	}
+	resp, err := s.Call(ctx, req.Method, raw, &route{sess: sess, stream: related})
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -319,23 +326,30 @@ var modernMetaKeys = []string{
 	"io.modelcontextprotocol/logLevel",
 }
 
-func stripModernMeta(params object) {
+// stripModernMeta removes modernMetaKeys from params and reports whether it
+// changed anything.
+func stripModernMeta(params object) bool {
 	raw, ok := params["_meta"]
 	if !ok {
-		return
+		return false
 	}
 	meta, err := decodeObject(raw)
 	if err != nil {
-		return
+		return false
 	}
+	n := len(meta)
 	for _, k := range modernMetaKeys {
 		delete(meta, k)
 	}
-	if len(meta) == 0 {
+	switch {
+	case len(meta) == n:
+		return false
+	case len(meta) == 0:
 		delete(params, "_meta")
-		return
+	default:
+		params["_meta"] = meta.encode()
 	}
-	params["_meta"] = meta.encode()
+	return true
 }
 
 func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, lk listKind) *jsonrpc.Response {
@@ -352,10 +366,11 @@ func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if !ok || u == nil {
 		return errorResponse(req.ID, codeInvalidParams, fmt.Sprintf("unknown %s: %s", strings.TrimSuffix(lk.kind, "s"), name))
 	}
-	if ref.Name != name {
+	dirty := ref.Name != name
+	if dirty {
 		p.set("name", ref.Name)
 	}
-	return g.forward(ctx, sess, u, req, p, related)
+	return g.forward(ctx, sess, u, req, p, dirty, related)
 }
 
 // resolveURI finds the upstream of a public resource URI.
@@ -406,10 +421,11 @@ func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if uri != p.str("uri") {
+	dirty := uri != p.str("uri")
+	if dirty {
 		p.set("uri", uri)
 	}
-	resp := g.forward(ctx, sess, u, req, p, related)
+	resp := g.forward(ctx, sess, u, req, p, dirty, related)
 	if resp.Error == nil && u.spec.Prefix != "" {
 		resp.Result = publicContentsURIs(u.spec.Prefix, resp.Result)
 	}
@@ -446,11 +462,12 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if uri != public {
+	dirty := uri != public
+	if dirty {
 		p.set("uri", uri)
 	}
 	if u.spec.PerClient {
-		return g.forward(ctx, sess, u, req, p, nil)
+		return g.forward(ctx, sess, u, req, p, dirty, nil)
 	}
 	// A shared upstream session is subscribed once per URI, however many
 	// clients subscribe; updates fan out to the subscribed sessions only.
@@ -476,7 +493,7 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	first, last := on && !had && n == 0, !on && had && n == 1
 	u.mu.Unlock()
 	if first || last {
-		resp := g.forward(ctx, sess, u, req, p, nil)
+		resp := g.forward(ctx, sess, u, req, p, dirty, nil)
 		if resp.Error != nil && first {
 			g.dropSubscription(sess, u, public, uri)
 		}
@@ -550,7 +567,7 @@ func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Requ
 		return errorResponse(req.ID, codeInvalidParams, "unknown reference")
 	}
 	p.set("ref", ref)
-	return g.forward(ctx, sess, u, req, p, related)
+	return g.forward(ctx, sess, u, req, p, true, related)
 }
 
 // setLevel records the session's log level (Mandate filters messages to it)
@@ -568,7 +585,7 @@ func (g *Gateway) setLevel(ctx context.Context, sess *Session, req *jsonrpc.Requ
 		if info == nil || !info.Has("logging") {
 			continue
 		}
-		if resp := g.forward(ctx, sess, u, req, p, nil); resp.Error != nil {
+		if resp := g.forward(ctx, sess, u, req, p, false, nil); resp.Error != nil {
 			g.log.Warn("logging/setLevel upstream", "upstream", u.id, "err", resp.Error)
 		}
 	}

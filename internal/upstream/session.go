@@ -181,6 +181,18 @@ func (s *Session) Call(ctx context.Context, method string, params json.RawMessag
 
 	jid, _ := jsonrpc.MakeID(float64(id))
 	req := &jsonrpc.Request{ID: jid, Method: method, Params: params}
+	if c, ok := s.conn.(caller); ok {
+		resp, err := c.call(ctx, req)
+		s.forget(id)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.cancelUpstream(method, id)
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		return resp, nil
+	}
 	if err := s.conn.Write(ctx, req); err != nil {
 		s.forget(id)
 		s.fail(fmt.Errorf("%w: write: %v", ErrClosed, err))
@@ -194,14 +206,27 @@ func (s *Session) Call(ctx context.Context, method string, params json.RawMessag
 		return nil, s.Err()
 	case <-ctx.Done():
 		s.forget(id)
-		if method != "initialize" {
-			p, _ := json.Marshal(map[string]any{"requestId": id, "reason": "cancelled by client"})
-			wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-			_ = s.conn.Write(wctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: p})
-			cancel()
-		}
+		s.cancelUpstream(method, id)
 		return nil, ctx.Err()
 	}
+}
+
+// caller is implemented by connections that can perform a whole
+// request/response exchange on the caller's goroutine.
+type caller interface {
+	call(ctx context.Context, req *jsonrpc.Request) (*jsonrpc.Response, error)
+}
+
+// cancelUpstream tells the upstream to stop working on request id
+// (initialize must never be cancelled).
+func (s *Session) cancelUpstream(method string, id int64) {
+	if method == "initialize" {
+		return
+	}
+	p, _ := json.Marshal(map[string]any{"requestId": id, "reason": "cancelled by client"})
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	_ = s.conn.Write(wctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: p})
+	cancel()
 }
 
 // Notify sends a notification.
