@@ -345,7 +345,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pv string) {
 	// (T-18); the request lives as long as its session.
 	ctx, cancel := sessionContext(r.Context(), sess)
 	defer cancel()
-	ps := newPostStream(w)
+	ps := newPostStream(w, r)
 	resp := s.gw.Handle(ctx, sess, req, ps)
 	ps.finish(resp, http.StatusOK)
 }
@@ -412,7 +412,7 @@ func (s *Server) postModern(w http.ResponseWriter, r *http.Request, req *jsonrpc
 		}
 	}
 	// Closing the response stream cancels the request in this era (T-33).
-	ps := newPostStream(w)
+	ps := newPostStream(w, r)
 	resp := s.gw.Handle(r.Context(), sess, req, ps)
 	status := http.StatusOK
 	if resp != nil {

@@ -340,7 +340,7 @@ func newRawSession(t *testing.T, url string) *rawSession {
 
 func (s *rawSession) call(body string) (int, []byte) {
 	resp, data := post(s.t, s.url, map[string]string{"Mcp-Session-Id": s.sid}, body)
-	return resp.StatusCode, data
+	return resp.StatusCode, sseData(data)
 }
 
 // TestSameIDTwoSessions: two clients using the same JSON-RPC id at the same

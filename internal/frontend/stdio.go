@@ -54,7 +54,18 @@ func ServeStdio(ctx context.Context, gw *gateway.Gateway, r io.Reader, w io.Writ
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if resp := gw.Handle(ctx, sess, req, out); resp != nil {
+					target := sess
+					// A stateless-era request carries its own version and
+					// capabilities and is served on its own (B-06).
+					if v := gateway.ModernVersion(req.Params); v != "" && req.Method != "server/discover" {
+						target = gw.NewEphemeral("stdio")
+						defer target.Close()
+						if rerr := gw.BeginModern(target, req.Params, v); rerr != nil {
+							_ = out.Send(ctx, &jsonrpc.Response{ID: req.ID, Error: rerr})
+							return
+						}
+					}
+					if resp := gw.Handle(ctx, target, req, out); resp != nil {
 						if err := out.Send(ctx, resp); err != nil {
 							log.Warn("write to stdout", "err", err)
 						}

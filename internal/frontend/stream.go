@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -89,11 +90,15 @@ func (s *sseWriter) end() {
 // stream framing.
 type postStream struct {
 	sseWriter
+	// sse makes the response an SSE stream even when nothing precedes it,
+	// as the reference servers do for clients that accept one; clients and
+	// conformance checks expect POST SSE streams to be usable.
+	sse bool
 }
 
-func newPostStream(w http.ResponseWriter) *postStream {
+func newPostStream(w http.ResponseWriter, r *http.Request) *postStream {
 	f, _ := w.(http.Flusher)
-	return &postStream{sseWriter{w: w, f: f}}
+	return &postStream{sseWriter: sseWriter{w: w, f: f}, sse: strings.Contains(r.Header.Get("Accept"), "text/event-stream")}
 }
 
 // finish writes the response and ends the stream. status applies only when
@@ -105,6 +110,10 @@ func (p *postStream) finish(resp *jsonrpc.Response, status int) {
 		return
 	}
 	p.ended = true
+	if p.sse && resp != nil {
+		_ = p.writeLocked(resp)
+		return
+	}
 	if p.started {
 		if resp != nil {
 			_ = p.writeLocked(resp)

@@ -184,6 +184,20 @@ func (g *Gateway) discover(ctx context.Context, sess *Session, req *jsonrpc.Requ
 	return &jsonrpc.Response{ID: req.ID, Result: res.encode()}
 }
 
+// ModernVersion returns the stateless-era protocol version a request
+// declares in its _meta, or "" for a session-era request.
+func ModernVersion(params json.RawMessage) string {
+	p, err := decodeObject(params)
+	if err != nil {
+		return ""
+	}
+	v := p.sub("_meta").str("io.modelcontextprotocol/protocolVersion")
+	if v == "" || !IsModern(v) {
+		return ""
+	}
+	return v
+}
+
 // BeginModern prepares sess (a per-request session) for one stateless-era
 // request from its _meta; it returns a JSON-RPC error for missing metadata
 // (requirement B-04).
