@@ -36,16 +36,27 @@ func (s *sseWriter) startLocked() {
 }
 
 func (s *sseWriter) writeLocked(msg jsonrpc.Message) error {
+	return s.writeEvent(msg, true)
+}
+
+// writeEvent writes one event; flush is false for the last event of a
+// response, which the end of the handler flushes together with the
+// stream's terminator in one write.
+func (s *sseWriter) writeEvent(msg jsonrpc.Message, flush bool) error {
 	data, err := jsonrpc.EncodeMessage(msg)
 	if err != nil {
 		return err
 	}
 	s.startLocked()
-	if _, err := fmt.Fprintf(s.w, "event: message\ndata: %s\n\n", data); err != nil {
+	buf := make([]byte, 0, len(data)+24)
+	buf = append(buf, "event: message\ndata: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	if _, err := s.w.Write(buf); err != nil {
 		s.ended = true
 		return err
 	}
-	if s.f != nil {
+	if flush && s.f != nil {
 		s.f.Flush()
 	}
 	return nil
@@ -110,14 +121,11 @@ func (p *postStream) finish(resp *jsonrpc.Response, status int) {
 		return
 	}
 	p.ended = true
-	if p.sse && resp != nil {
-		_ = p.writeLocked(resp)
+	if resp != nil && (p.sse || p.started) {
+		_ = p.writeEvent(resp, false)
 		return
 	}
 	if p.started {
-		if resp != nil {
-			_ = p.writeLocked(resp)
-		}
 		return
 	}
 	if resp == nil {

@@ -289,6 +289,7 @@ func (c *httpConn) exchange(ctx context.Context, req *jsonrpc.Request, body []by
 		}
 		return true
 	})
+	drain(resp.Body)
 	if final == nil {
 		if ctx.Err() == nil {
 			c.log.Warn("upstream stream ended before the response", "method", req.Method, "err", err)
@@ -297,6 +298,16 @@ func (c *httpConn) exchange(ctx context.Context, req *jsonrpc.Request, body []by
 	}
 	c.noteVersion(req, final)
 	return final
+}
+
+// drain reads what is left of a response stream after its final message, so
+// the connection goes back to the pool instead of being redialled for the
+// next call. Servers end the stream right after the response; one that keeps
+// it open is cut off after a short wait.
+func drain(body io.ReadCloser) {
+	t := time.AfterFunc(100*time.Millisecond, func() { body.Close() })
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 1<<20))
+	t.Stop()
 }
 
 func (c *httpConn) noteVersion(req *jsonrpc.Request, r *jsonrpc.Response) {
@@ -417,7 +428,7 @@ type sseEvent struct {
 // readSSE parses a text/event-stream body, calling fn per event until fn
 // returns false or the stream ends.
 func readSSE(r io.Reader, fn func(sseEvent) bool) error {
-	br := bufio.NewReaderSize(r, 32<<10)
+	br := bufio.NewReaderSize(r, 4<<10)
 	var ev sseEvent
 	var data bytes.Buffer
 	hasData := false
