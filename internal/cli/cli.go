@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/mandate-mcp/mandate/examples/demo"
@@ -41,14 +40,11 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if !config.GOGCSet() {
-		// Mandate's live heap is small and its garbage is per-message: a
-		// larger GC target trades a few MiB for roughly a third less CPU
-		// per forwarded call (measured with bench/run.sh).
-		debug.SetGCPercent(400)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if !config.GOGCSet() && (args[0] == "serve" || args[0] == "stdio") {
+		go tuneGC(ctx)
+	}
 	var err error
 	switch args[0] {
 	case "serve":
