@@ -191,9 +191,9 @@ func (c *stdioConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 func (c *stdioConn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.wmu.Lock()
+		// Not under wmu: closing the pipe is what unblocks a write stuck on
+		// a child that stopped reading.
 		_ = c.stdin.Close()
-		c.wmu.Unlock()
 		pgid := -c.cmd.Process.Pid
 		select {
 		case <-c.exited:

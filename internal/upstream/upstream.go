@@ -48,6 +48,12 @@ type Options struct {
 	MaxBackoff time.Duration
 	// OnHealth, if set, is told of every health transition.
 	OnHealth func(status, detail string)
+	// PingInterval is how often the shared session is pinged; an upstream
+	// that does not answer within PingTimeout is treated as crashed and
+	// restarted (requirement U-04). Zero means 30s; negative disables.
+	PingInterval time.Duration
+	// PingTimeout bounds one ping; zero means 10s.
+	PingTimeout time.Duration
 }
 
 // Health is a snapshot of an upstream's state.
@@ -85,6 +91,12 @@ func New(o Options) *Upstream {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 30 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Upstream{
@@ -150,8 +162,10 @@ func (u *Upstream) supervise() {
 		} else {
 			u.log.Info("upstream connected", "protocol", s.Init.ProtocolVersion)
 			u.setHealth(StatusUp, "", s)
+			stopPing := u.watch(s)
 			select {
 			case <-s.Done():
+				stopPing()
 				if u.ctx.Err() != nil {
 					break
 				}
@@ -166,6 +180,7 @@ func (u *Upstream) supervise() {
 					continue
 				}
 			case <-u.ctx.Done():
+				stopPing()
 				s.Close()
 			}
 		}
@@ -176,6 +191,42 @@ func (u *Upstream) supervise() {
 		backoff = min(backoff*2, u.opts.MaxBackoff)
 	}
 	u.setHealth(StatusDown, "stopped", nil)
+}
+
+// watch pings s until it ends or the returned stop is called; a ping that
+// fails or times out closes s, which the supervisor then restarts. A hung
+// server would otherwise hold every call until its own timeout.
+func (u *Upstream) watch(s *Session) (stop func()) {
+	if u.opts.PingInterval < 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(u.opts.PingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.Done():
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(u.ctx, u.opts.PingTimeout)
+			resp, err := s.Call(ctx, "ping", nil, nil)
+			cancel()
+			if u.ctx.Err() != nil {
+				return
+			}
+			if err != nil || resp.Error != nil {
+				u.log.Warn("upstream did not answer ping; restarting it", "err", err)
+				s.Close()
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
 }
 
 // Session returns the shared session. While the upstream is (re)starting it

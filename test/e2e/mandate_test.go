@@ -59,31 +59,24 @@ func requireAllPass(t *testing.T, res Result, direct int) {
 // passes directly with the pinned suite (see testdata/baseline.md).
 const goEverythingChecks = 73
 
-// TestConformanceThroughMandateStdioUpstream: Mandate fronting the Go SDK
-// everything-server as a stdio child passes every check of the suite.
-func TestConformanceThroughMandateStdioUpstream(t *testing.T) {
+// TestConformanceThroughMandateGoEverythingServer: Mandate fronting the Go
+// SDK everything-server passes every check of the suite, with the server as
+// a stdio child and as a Streamable HTTP upstream.
+func TestConformanceThroughMandateGoEverythingServer(t *testing.T) {
 	t.Parallel()
-	ev := GoEverythingServer(t)
-	url := startMandate(t, fmt.Sprintf(`
-upstreams:
-  - id: ev
-    prefix: ""
-    stdio: {command: %q}
-`, ev))
-	requireAllPass(t, RunConformance(t, url, "active"), goEverythingChecks)
-}
-
-// TestConformanceThroughMandateHTTPUpstream: the same over Streamable HTTP.
-func TestConformanceThroughMandateHTTPUpstream(t *testing.T) {
-	t.Parallel()
-	up := StartGoEverythingServer(t)
-	url := startMandate(t, fmt.Sprintf(`
-upstreams:
-  - id: ev
-    prefix: ""
-    http: {url: %q}
-`, up))
-	requireAllPass(t, RunConformance(t, url, "active"), goEverythingChecks)
+	for _, tc := range []struct {
+		name     string
+		upstream func(t *testing.T) string // the upstream's transport line
+	}{
+		{"stdio", func(t *testing.T) string { return fmt.Sprintf("stdio: {command: %q}", GoEverythingServer(t)) }},
+		{"http", func(t *testing.T) string { return fmt.Sprintf("http: {url: %q}", StartGoEverythingServer(t)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := startMandate(t, "upstreams:\n  - id: ev\n    prefix: \"\"\n    "+tc.upstream(t)+"\n")
+			requireAllPass(t, RunConformance(t, url, "active"), goEverythingChecks)
+		})
+	}
 }
 
 // mandateImproves lists the checks that fail against server-everything
