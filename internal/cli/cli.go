@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/mandate-mcp/mandate/examples/demo"
@@ -64,12 +65,22 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mandate: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case err != nil && !errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "mandate:", err)
 		return 1
 	}
 	return 0
 }
+
+// errUsage reports a command line a subcommand refused after printing why;
+// Main exits 2 for it, as for every other usage error, so that scripts can
+// tell a typo from a failed run.
+var errUsage = errors.New("usage error")
 
 // commonFlags are the flags every serving subcommand takes.
 type commonFlags struct {
@@ -94,10 +105,14 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 		fs.StringVar(&f.listen, "listen", "", "override listen (host:port)")
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage // The flag set has already said why.
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return nil, errUsage
 	}
 	return f, nil
 }
@@ -117,6 +132,13 @@ func (f *commonFlags) load() (*config.Config, error) {
 		cfg.Listen = f.listen
 	}
 	if f.dataDir != "" {
+		// The default SQLite path was derived from the file's data_dir when
+		// the file was loaded; it moves with the override, or --data-dir
+		// would leave the database where the file said. An explicit dsn
+		// elsewhere stays where the operator put it.
+		if cfg.Store.Driver == "sqlite" && cfg.Store.DSN == filepath.Join(cfg.DataDir, "mandate.db") {
+			cfg.Store.DSN = filepath.Join(f.dataDir, "mandate.db")
+		}
 		cfg.DataDir = f.dataDir
 	}
 	return cfg, nil

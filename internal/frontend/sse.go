@@ -72,6 +72,12 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		s.gw.Handle(r.Context(), sess, msg, nil)
 		return
 	}
+	if req.Method == "server/discover" {
+		// The stateless era cannot run over this transport; refusing the
+		// probe makes clients fall back to initialize.
+		_ = sess.Reply(r.Context(), &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "server/discover is not available over HTTP+SSE"}})
+		return
+	}
 	go func() {
 		ctx, cancel := sessionContext(context.Background(), sess)
 		defer cancel()

@@ -109,6 +109,8 @@ func (g *Gateway) dispatch(ctx context.Context, sess *Session, req *jsonrpc.Requ
 		return g.complete(ctx, sess, req, related)
 	case "logging/setLevel":
 		return g.setLevel(ctx, sess, req)
+	case "subscriptions/listen":
+		return g.listen(ctx, sess, req, related)
 	}
 	return errorResponse(req.ID, codeMethodNotFound, "method not found")
 }

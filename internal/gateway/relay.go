@@ -116,17 +116,22 @@ func (r *relay) Notify(s *upstream.Session, n *jsonrpc.Request) {
 			_ = r.owner.send(ctx, nil, n)
 			return
 		}
+		kind := "resources"
 		switch n.Method {
 		case "notifications/tools/list_changed":
+			kind = "tools"
 			r.up.invalidateList(toolsKind.kind)
 		case "notifications/prompts/list_changed":
+			kind = "prompts"
 			r.up.invalidateList(promptsKind.kind)
 		default:
 			r.up.invalidateList(resourcesKind.kind)
 			r.up.invalidateList(templatesKind.kind)
 		}
 		for _, sess := range g.liveSessions() {
-			_ = sess.send(ctx, nil, n)
+			if sess.wantsListChange(kind) {
+				_ = sess.send(ctx, nil, sess.tagged(n))
+			}
 		}
 	case "notifications/resources/updated":
 		public := catalog.PublicURI(r.up.spec.Prefix, p.str("uri"))
@@ -143,7 +148,7 @@ func (r *relay) Notify(s *upstream.Session, n *jsonrpc.Request) {
 			subscribed := sess.subs[public]
 			sess.mu.Unlock()
 			if subscribed {
-				_ = sess.send(ctx, nil, msg)
+				_ = sess.send(ctx, nil, sess.tagged(msg))
 			}
 		}
 	case "notifications/message":

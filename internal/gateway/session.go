@@ -47,6 +47,7 @@ type Session struct {
 	subs        map[string]bool // public URIs this session subscribed to
 	logLevel    string
 	ded         map[string]*dedicated
+	listen      *listenFlags // set while a stateless-era subscriptions/listen is open
 	closed      bool
 	done        chan struct{}
 
