@@ -120,20 +120,26 @@ func (ns *Namespace) Public(ref Ref) string {
 // Resolve maps a public name back to its upstream item. Names in the
 // namespace resolve exactly; otherwise a name of the form prefix+sep+name
 // resolves to that upstream, and an unprefixed name to the only upstream
-// without a prefix.
+// without a prefix. When prefixes overlap ("a" and "a__b"), the longest
+// match wins, so routing never depends on map iteration order.
 func (ns *Namespace) Resolve(public string) (Ref, bool) {
 	if ref, ok := ns.byPublic[public]; ok {
 		return ref, true
 	}
 	var bare []string
+	var best Ref
+	bestLen := 0
 	for up, p := range ns.prefixes {
 		if p == "" {
 			bare = append(bare, up)
 			continue
 		}
-		if rest, ok := strings.CutPrefix(public, p+ns.sep); ok && rest != "" {
-			return Ref{Upstream: up, Name: rest}, true
+		if rest, ok := strings.CutPrefix(public, p+ns.sep); ok && rest != "" && len(p) > bestLen {
+			best, bestLen = Ref{Upstream: up, Name: rest}, len(p)
 		}
+	}
+	if bestLen > 0 {
+		return best, true
 	}
 	if len(bare) == 1 {
 		return Ref{Upstream: bare[0], Name: public}, true

@@ -119,8 +119,9 @@ func (c *stdioConn) readStdout(r io.Reader) {
 		if len(bytes.TrimSpace(line)) > 0 {
 			msg, derr := jsonrpc.DecodeMessage(line)
 			if derr != nil {
-				c.log.Warn("upstream wrote a line that is not a JSON-RPC message; dropped",
-					"bytes", len(line), "err", derr)
+				// The decode error quotes the line, which may hold anything
+				// the child printed; only its size is logged.
+				c.log.Warn("upstream wrote a line that is not a JSON-RPC message; dropped", "bytes", len(line))
 			} else {
 				select {
 				case c.incoming <- msg:
@@ -197,7 +198,11 @@ func (c *stdioConn) Close() error {
 		pgid := -c.cmd.Process.Pid
 		select {
 		case <-c.exited:
-			_ = syscall.Kill(pgid, syscall.SIGTERM) // stray grandchildren
+			// The child is gone; stray grandchildren in its group get the
+			// same treatment, without delaying the caller.
+			if syscall.Kill(pgid, syscall.SIGTERM) == nil {
+				time.AfterFunc(c.grace, func() { _ = syscall.Kill(pgid, syscall.SIGKILL) })
+			}
 			return
 		case <-time.After(c.grace):
 		}

@@ -147,7 +147,8 @@ func (u *Upstream) setHealth(status, detail string, s *Session) {
 
 func (u *Upstream) supervise() {
 	defer u.wg.Done()
-	backoff := 100 * time.Millisecond
+	initial := min(100*time.Millisecond, u.opts.MaxBackoff) // MaxBackoff caps the first delay too
+	backoff := initial
 	for u.ctx.Err() == nil {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(u.ctx, 30*time.Second)
@@ -172,7 +173,7 @@ func (u *Upstream) supervise() {
 				u.log.Warn("upstream connection lost; restarting", "err", s.Err())
 				u.setHealth(StatusStarting, "restarting after connection loss", nil)
 				if time.Since(start) > 10*time.Second {
-					backoff = 100 * time.Millisecond
+					backoff = initial
 				}
 				// A crash right after start waits for the backoff; one after a
 				// long healthy run restarts at once.
@@ -275,9 +276,34 @@ func (u *Upstream) connect(ctx context.Context) (mcp.Connection, error) {
 		hc := DefaultHTTPClient()
 		hc.Transport = headerTransport{base: hc.Transport, headers: u.opts.SSE.Headers}
 		t := &mcp.SSEClientTransport{Endpoint: u.opts.SSE.URL, HTTPClient: hc}
-		return t.Connect(ctx)
+		// The SDK ties the event stream to the context it connects with, and
+		// ctx ends when Dial returns; the stream must last until the
+		// connection is closed. ctx still bounds the handshake.
+		sctx, cancel := context.WithCancel(u.ctx)
+		stop := context.AfterFunc(ctx, cancel)
+		conn, err := t.Connect(sctx)
+		if !stop() || err != nil {
+			cancel()
+			if err == nil {
+				conn.Close()
+				err = ctx.Err()
+			}
+			return nil, err
+		}
+		return cancelOnClose{Connection: conn, cancel: cancel}, nil
 	}
 	return nil, errors.New("upstream has no transport")
+}
+
+// cancelOnClose releases a connection's context when it is closed.
+type cancelOnClose struct {
+	mcp.Connection
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	defer c.cancel()
+	return c.Connection.Close()
 }
 
 // Close stops supervision and closes the shared session (stopping a child
