@@ -29,7 +29,14 @@ Usage:
   mandate serve  [--config FILE] [--listen ADDR] [--data-dir DIR]   serve MCP over HTTP
   mandate stdio  [--config FILE] [--data-dir DIR]                   serve one client over stdin/stdout
   mandate config check [FILE | --config FILE]                       report every problem in a config file
+  mandate users  add USERNAME [--email E] [--group G ...] [--password-file F]
+                                                                    add a local account (password from F or stdin)
+  mandate users  list | disable USERNAME | enable USERNAME          list, disable or re-enable accounts
+  mandate agents list | show ID | suspend ID | resume ID            list, inspect, suspend or resume agents
   mandate version
+
+users and agents take --config FILE and --data-dir DIR, as serve does, to
+find the store.
 
 With no --config, the embedded quickstart configuration is used: 127.0.0.1:8787
 with the built-in demo upstream.
@@ -54,6 +61,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runStdio(ctx, args[1:], stdin, stdout, stderr)
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
+	case "users":
+		err = runUsers(ctx, args[1:], stdin, stdout, stderr)
+	case "agents":
+		err = runAgents(ctx, args[1:], stdout, stderr)
 	case "demo-upstream":
 		// The built-in demo server, started by the quickstart as a child.
 		err = demo.Run(ctx, &mcp.StdioTransport{})
@@ -129,7 +140,7 @@ func (f *commonFlags) load() (*config.Config, error) {
 		return nil, err
 	}
 	if f.listen != "" {
-		cfg.Listen = f.listen
+		cfg.SetListen(f.listen)
 	}
 	if f.dataDir != "" {
 		// The default SQLite path was derived from the file's data_dir when
@@ -140,6 +151,13 @@ func (f *commonFlags) load() (*config.Config, error) {
 			cfg.Store.DSN = filepath.Join(f.dataDir, "mandate.db")
 		}
 		cfg.DataDir = f.dataDir
+	}
+	if f.listen != "" || f.dataDir != "" {
+		// Overrides are validated like the file itself, so a flag cannot
+		// slip past a check (auth: none on a non-loopback --listen).
+		if problems := config.Validate(cfg); len(problems) > 0 {
+			return nil, &config.Error{Problems: problems}
+		}
 	}
 	return cfg, nil
 }

@@ -130,7 +130,7 @@ func TestCommands(t *testing.T) {
 		{"serve stray argument", []string{"serve", good}, 2, "", `serve: unexpected argument "testdata/good.yaml"`},
 		{"serve -h", []string{"serve", "-h"}, 0, "", "-listen"},
 		{"stdio takes no --listen", []string{"stdio", "--listen", "127.0.0.1:0"}, 2, "", "flag provided but not defined: -listen"},
-		{"serve bad listen", []string{"serve", "--config", good, "--listen", "8787"}, 1, "", "mandate: listen:"},
+		{"serve bad listen", []string{"serve", "--config", good, "--listen", "8787"}, 1, "", "listen: must be host:port"},
 		{"serve bad config", []string{"serve", "--config", filepath.Join("testdata", "bad.yaml")}, 1, "", "testdata/bad.yaml:2:9: listen: must be host:port"},
 	}
 	for _, tc := range tests {

@@ -44,6 +44,9 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// HTTP tunes the HTTP front end.
 	HTTP HTTP `yaml:"http"`
+	// Auth configures authentication (default: the embedded authorization
+	// server).
+	Auth Auth `yaml:"auth"`
 	// Upstreams are the MCP servers Mandate fronts, in a stable order.
 	Upstreams []Upstream `yaml:"upstreams"`
 

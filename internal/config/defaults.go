@@ -1,6 +1,9 @@
 package config
 
-import "path/filepath"
+import (
+	"fmt"
+	"path/filepath"
+)
 
 // ApplyDefaults fills in what the file left out. Load, Parse and Quickstart
 // call it; code that builds a Config by hand calls it before Validate.
@@ -36,8 +39,104 @@ func (c *Config) ApplyDefaults() {
 	if c.HTTP.MaxSessionsPerClient == 0 {
 		c.HTTP.MaxSessionsPerClient = DefaultMaxClientSess
 	}
+	c.Auth.applyDefaults(o, c.Listen)
 	for i := range c.Upstreams {
 		c.Upstreams[i].applyDefaults()
+	}
+}
+
+// SetListen replaces the listen address after loading, as a --listen flag
+// does, and moves a public_url that was derived from the old address with
+// it. The caller validates the result again: whether "auth: none" is
+// allowed depends on the address.
+func (c *Config) SetListen(addr string) {
+	if !c.src.has("auth.public_url") && c.Auth.PublicURL == derivedPublicURL(c.Listen) {
+		c.Auth.PublicURL = derivedPublicURL(addr)
+	}
+	c.Listen = addr
+}
+
+// derivedPublicURL is the default public_url: the listen address as
+// written, which is right for a loopback listener and a placeholder for
+// anything else, where the externally visible name must be configured.
+func derivedPublicURL(listen string) string {
+	return "http://" + listen
+}
+
+func (a *Auth) applyDefaults(o *origin, listen string) {
+	if a.Mode == "" && !o.has("auth.mode") {
+		a.Mode = AuthEmbedded
+	}
+	if a.PublicURL == "" && !o.has("auth.public_url") {
+		a.PublicURL = derivedPublicURL(listen)
+	}
+	if a.AccessTokenTTL == 0 {
+		a.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if a.RefreshTokenTTL == 0 {
+		a.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if a.KeyRotation == 0 {
+		a.KeyRotation = DefaultKeyRotation
+	}
+	if a.DCR.Enabled == nil {
+		a.DCR.Enabled = new(true)
+	}
+	if a.DCR.PerMinute == 0 {
+		a.DCR.PerMinute = DefaultDCRPerMinute
+	}
+	if a.CIMD.Enabled == nil {
+		a.CIMD.Enabled = new(true)
+	}
+	if a.CIMD.Timeout == 0 {
+		a.CIMD.Timeout = DefaultCIMDTimeout
+	}
+	if a.CIMD.MaxBytes == 0 {
+		a.CIMD.MaxBytes = DefaultCIMDMaxBytes
+	}
+	for i := range a.Clients {
+		c := &a.Clients[i]
+		base := fmt.Sprintf("auth.clients[%d].", i)
+		// An explicit empty list is kept for Validate to refuse: a client
+		// with no grant types is a mistake, not a request for the default.
+		if c.GrantTypes == nil && !o.has(base+"grant_types") {
+			c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+		}
+		if c.TrustLevel == "" && !o.has(base+"trust_level") {
+			c.TrustLevel = TrustStandard
+		}
+	}
+	for i := range a.Issuers {
+		a.Issuers[i].Claims.applyDefaults()
+	}
+	for i := range a.IDJAG {
+		a.IDJAG[i].Claims.applyDefaults()
+	}
+	if f := a.Federation; f != nil {
+		if f.Scopes == nil && !o.has("auth.federation.scopes") {
+			f.Scopes = []string{"openid", "email", "profile"}
+		}
+		f.Claims.applyDefaults()
+	}
+}
+
+// applyDefaults fills every claim name left empty; a claim map has no use
+// for an empty name, so "" is not kept for Validate as strings are
+// elsewhere.
+func (m *ClaimMap) applyDefaults() {
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{
+		{&m.User, DefaultClaimUser},
+		{&m.Agent, DefaultClaimAgent},
+		{&m.Email, DefaultClaimEmail},
+		{&m.Groups, DefaultClaimGroups},
+		{&m.Scopes, DefaultClaimScopes},
+	} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
 	}
 }
 

@@ -14,9 +14,12 @@ import (
 // redactedValue replaces secrets in Redacted copies.
 const redactedValue = "[redacted]"
 
-// Expand replaces references in the values that launch or reach upstreams
-// and in store.dsn, so that the rest of Mandate only ever sees final values
-// and never reads the environment itself:
+// Expand replaces references in the values that launch or reach upstreams,
+// in store.dsn, and in the auth section's secrets and URLs (public_url,
+// clients' secret, jwks, jwks_url and redirect_uris, issuers' and id_jag's
+// issuer and jwks_url, federation's issuer and client_secret), so that the
+// rest of Mandate only ever sees final values and never reads the
+// environment itself:
 //
 //   - ${env:NAME} is the environment variable NAME; it is a problem if
 //     NAME is unset (an empty value is accepted).
@@ -46,6 +49,7 @@ func Expand(cfg *Config) error {
 	}
 
 	e.str(&cfg.Store.DSN, cfg.src, "store.dsn", "store.dsn")
+	e.auth(&cfg.Auth, cfg.src)
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
 		if u.src == nil {
@@ -77,6 +81,36 @@ func Expand(cfg *Config) error {
 	}
 	sortProblems(e.problems)
 	return &Error{Problems: e.problems}
+}
+
+// auth expands the auth section. Its paths are relative to the Config, so
+// the relative and the full path are the same.
+func (e *expander) auth(a *Auth, o *origin) {
+	field := func(ptr *string, rel string) { e.str(ptr, o, rel, rel) }
+	field(&a.PublicURL, "auth.public_url")
+	for i := range a.Clients {
+		c := &a.Clients[i]
+		base := fmt.Sprintf("auth.clients[%d].", i)
+		field(&c.Secret, base+"secret")
+		field(&c.JWKS, base+"jwks")
+		field(&c.JWKSURL, base+"jwks_url")
+		for j := range c.RedirectURIs {
+			field(&c.RedirectURIs[j], fmt.Sprintf("%sredirect_uris[%d]", base, j))
+		}
+	}
+	issuers := func(list []Issuer, key string) {
+		for i := range list {
+			base := fmt.Sprintf("auth.%s[%d].", key, i)
+			field(&list[i].Issuer, base+"issuer")
+			field(&list[i].JWKSURL, base+"jwks_url")
+		}
+	}
+	issuers(a.Issuers, "issuers")
+	issuers(a.IDJAG, "id_jag")
+	if f := a.Federation; f != nil {
+		field(&f.Issuer, "auth.federation.issuer")
+		field(&f.ClientSecret, "auth.federation.client_secret")
+	}
 }
 
 type expander struct {
@@ -222,11 +256,12 @@ func describe(err error) string {
 }
 
 // Redacted returns a deep copy of c that is safe to print or log: every
-// value filled from ${env:…} or ${file:…}, and every stdio env value and
-// HTTP header value whatever its source, reads "[redacted]". Env values and
-// headers are hidden even when written literally because that is where
-// tokens end up; ${self} and literal commands, arguments and URLs are kept
-// so the output still shows what runs where.
+// value filled from ${env:…} or ${file:…}, and every stdio env value, HTTP
+// header value and auth client secret whatever its source, reads
+// "[redacted]". Env values, headers and client secrets are hidden even when
+// written literally because that is where tokens end up; ${self} and
+// literal commands, arguments and URLs are kept so the output still shows
+// what runs where.
 func (c *Config) Redacted() *Config {
 	if c == nil {
 		return nil
@@ -237,6 +272,7 @@ func (c *Config) Redacted() *Config {
 	if c.src.isSecret("store.dsn") {
 		r.Store.DSN = redactedValue
 	}
+	r.Auth = c.Auth.redacted(c.src)
 	r.Upstreams = nil
 	if c.Upstreams != nil {
 		r.Upstreams = make([]Upstream, len(c.Upstreams))
@@ -282,6 +318,70 @@ func (u Upstream) redacted() Upstream {
 		r.SSE = &c
 	}
 	return r
+}
+
+// redacted copies a deeply, hiding what came from secrets and every client
+// secret; a literal JWKS is public keys and stays visible.
+func (a Auth) redacted(o *origin) Auth {
+	hide := func(rel, v string) string {
+		if o.isSecret(rel) {
+			return redactedValue
+		}
+		return v
+	}
+	secret := func(v string) string {
+		if v != "" {
+			return redactedValue
+		}
+		return v
+	}
+	r := a
+	r.PublicURL = hide("auth.public_url", a.PublicURL)
+	r.DCR.Enabled = clonePtr(a.DCR.Enabled)
+	r.CIMD.Enabled = clonePtr(a.CIMD.Enabled)
+	r.CIMD.AllowHosts = slices.Clone(a.CIMD.AllowHosts)
+	r.TokenExchange.TrustedClients = slices.Clone(a.TokenExchange.TrustedClients)
+	r.Clients = slices.Clone(a.Clients)
+	for i, c := range r.Clients {
+		base := fmt.Sprintf("auth.clients[%d].", i)
+		c.Secret = secret(c.Secret)
+		c.JWKS = hide(base+"jwks", c.JWKS)
+		c.JWKSURL = hide(base+"jwks_url", c.JWKSURL)
+		c.RedirectURIs = slices.Clone(c.RedirectURIs)
+		for j, u := range c.RedirectURIs {
+			c.RedirectURIs[j] = hide(fmt.Sprintf("%sredirect_uris[%d]", base, j), u)
+		}
+		c.GrantTypes = slices.Clone(c.GrantTypes)
+		c.Scopes = slices.Clone(c.Scopes)
+		r.Clients[i] = c
+	}
+	issuers := func(list []Issuer, key string) []Issuer {
+		list = slices.Clone(list)
+		for i, is := range list {
+			base := fmt.Sprintf("auth.%s[%d].", key, i)
+			list[i].Issuer = hide(base+"issuer", is.Issuer)
+			list[i].JWKSURL = hide(base+"jwks_url", is.JWKSURL)
+		}
+		return list
+	}
+	r.Issuers = issuers(a.Issuers, "issuers")
+	r.IDJAG = issuers(a.IDJAG, "id_jag")
+	if f := a.Federation; f != nil {
+		c := *f
+		c.Issuer = hide("auth.federation.issuer", f.Issuer)
+		c.ClientSecret = secret(f.ClientSecret)
+		c.Scopes = slices.Clone(f.Scopes)
+		r.Federation = &c
+	}
+	return r
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // redactValues keeps the keys, which say what is configured, and hides the

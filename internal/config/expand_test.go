@@ -132,6 +132,82 @@ upstreams:
 	}
 }
 
+func TestExpandEveryAuthField(t *testing.T) {
+	t.Setenv("MANDATE_TEST_V", "v")
+	t.Setenv("MANDATE_TEST_JWKS", `{"keys": [{"kty": "OKP"}]}`)
+	data := `
+auth:
+  public_url: "https://${env:MANDATE_TEST_V}"
+  clients:
+    - id: a
+      secret: "${env:MANDATE_TEST_V}"
+      redirect_uris: ["https://${env:MANDATE_TEST_V}/cb"]
+      name: "${env:MANDATE_TEST_V}"
+    - id: b
+      jwks: "${env:MANDATE_TEST_JWKS}"
+      grant_types: [client_credentials]
+    - id: c
+      jwks_url: "https://${env:MANDATE_TEST_V}/jwks"
+      grant_types: [client_credentials]
+  issuers:
+    - {issuer: "https://${env:MANDATE_TEST_V}", jwks_url: "https://${env:MANDATE_TEST_V}/k", audience: "${env:MANDATE_TEST_V}"}
+  id_jag:
+    - {issuer: "https://${env:MANDATE_TEST_V}", jwks_url: "https://${env:MANDATE_TEST_V}/k"}
+  federation:
+    issuer: "https://${env:MANDATE_TEST_V}"
+    client_id: m
+    client_secret: "${env:MANDATE_TEST_V}"
+`
+	cfg, err := Parse("t.yaml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Auth
+	got := []string{
+		a.PublicURL, a.Clients[0].Secret, a.Clients[0].RedirectURIs[0], a.Clients[1].JWKS, a.Clients[2].JWKSURL,
+		a.Issuers[0].Issuer, a.Issuers[0].JWKSURL, a.IDJAG[0].Issuer, a.IDJAG[0].JWKSURL,
+		a.Federation.Issuer, a.Federation.ClientSecret,
+	}
+	want := []string{
+		"https://v", "v", "https://v/cb", `{"keys": [{"kty": "OKP"}]}`, "https://v/jwks",
+		"https://v", "https://v/k", "https://v", "https://v/k",
+		"https://v", "v",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("expanded = %q, want %q", got, want)
+	}
+	// Names and audiences are identifiers, not secrets or addresses; they
+	// are kept as written.
+	if a.Clients[0].Name != "${env:MANDATE_TEST_V}" || a.Issuers[0].Audience != "${env:MANDATE_TEST_V}" {
+		t.Errorf("name, audience = %q, %q; want them unexpanded", a.Clients[0].Name, a.Issuers[0].Audience)
+	}
+}
+
+// TestExpandAuthProblems checks that an auth reference that fails is
+// reported where it is written, by variable or file name only.
+func TestExpandAuthProblems(t *testing.T) {
+	unsetenv(t, "MANDATE_TEST_A")
+	data := `
+auth:
+  clients:
+    - id: a
+      secret: "${env:MANDATE_TEST_A}"
+      grant_types: [client_credentials]
+  federation:
+    issuer: https://idp.example
+    client_id: m
+    client_secret: "${file:missing-secret}"
+`
+	_, err := Parse("t.yaml", []byte(data))
+	want := strings.Join([]string{
+		"t.yaml:5:15: auth.clients[0].secret: environment variable MANDATE_TEST_A is not set",
+		"t.yaml:10:20: auth.federation.client_secret: cannot read ${file:missing-secret}: no such file or directory",
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
 // TestExpandIsNotRecursive guards against a secret whose text looks like a
 // reference pulling in another file or variable.
 func TestExpandIsNotRecursive(t *testing.T) {
@@ -246,6 +322,89 @@ upstreams:
 	}
 	if (*Config)(nil).Redacted() != nil {
 		t.Errorf("nil.Redacted() != nil")
+	}
+}
+
+func TestRedactedAuth(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "jwks"), `{"keys": [{"kty": "OKP", "x": "file-secret-1"}]}`+"\n")
+	t.Setenv("MANDATE_TEST_SECRET", "env-secret-2")
+	t.Setenv("MANDATE_TEST_HOST", "env-secret-3.example")
+	data := `
+auth:
+  public_url: "https://${env:MANDATE_TEST_HOST}"
+  clients:
+    - id: a
+      secret: "${env:MANDATE_TEST_SECRET}"
+      redirect_uris: ["https://${env:MANDATE_TEST_HOST}/cb", "https://plain.example/cb"]
+    - id: b
+      secret: literal-secret-4
+      grant_types: [client_credentials]
+    - id: c
+      jwks: "${file:jwks}"
+      grant_types: [client_credentials]
+    - id: d
+      jwks: '{"keys": [{"kty": "OKP", "x": "public-key"}]}'
+      jwks_url: ""
+      grant_types: [client_credentials]
+  issuers:
+    - {issuer: "https://${env:MANDATE_TEST_HOST}", jwks_url: "https://keys.example/jwks"}
+  federation:
+    issuer: https://idp.example
+    client_id: m
+    client_secret: literal-secret-5
+  id_jag:
+    - {issuer: "https://idp.example", jwks_url: "https://${env:MANDATE_TEST_HOST}/k"}
+`
+	path := filepath.Join(dir, "mandate.yaml")
+	writeFile(t, path, data)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Redacted()
+	out, err := yaml.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"file-secret-1", "env-secret-2", "env-secret-3", "literal-secret-4", "literal-secret-5"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("redacted config shows %q:\n%s", secret, out)
+		}
+	}
+
+	a := r.Auth
+	checks := []struct{ name, got, want string }{
+		{"public_url from env", a.PublicURL, redactedValue},
+		{"secret from env", a.Clients[0].Secret, redactedValue},
+		{"redirect from env", a.Clients[0].RedirectURIs[0], redactedValue},
+		{"literal redirect stays visible", a.Clients[0].RedirectURIs[1], "https://plain.example/cb"},
+		{"literal secret", a.Clients[1].Secret, redactedValue},
+		{"jwks from a file", a.Clients[2].JWKS, redactedValue},
+		{"literal jwks stays visible", a.Clients[3].JWKS, `{"keys": [{"kty": "OKP", "x": "public-key"}]}`},
+		{"issuer from env", a.Issuers[0].Issuer, redactedValue},
+		{"literal jwks_url stays visible", a.Issuers[0].JWKSURL, "https://keys.example/jwks"},
+		{"literal federation secret", a.Federation.ClientSecret, redactedValue},
+		{"literal federation issuer stays visible", a.Federation.Issuer, "https://idp.example"},
+		{"id_jag jwks_url from env", a.IDJAG[0].JWKSURL, redactedValue},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.name, ch.got, ch.want)
+		}
+	}
+
+	// The copy is deep: changing it leaves the original, secrets and all.
+	a.Clients[0].RedirectURIs[1] = "changed"
+	a.Clients[0].GrantTypes[0] = "changed"
+	*a.DCR.Enabled = false
+	a.Federation.Scopes[0] = "changed"
+	o := cfg.Auth
+	if o.Clients[0].Secret != "env-secret-2" || o.Clients[1].Secret != "literal-secret-4" ||
+		o.Federation.ClientSecret != "literal-secret-5" || o.PublicURL != "https://env-secret-3.example" ||
+		o.Clients[0].RedirectURIs[1] != "https://plain.example/cb" || o.Clients[0].GrantTypes[0] != GrantAuthorizationCode ||
+		!*o.DCR.Enabled || o.Federation.Scopes[0] != "openid" {
+		t.Errorf("Redacted shares or changed the original auth section: %+v", o)
 	}
 }
 

@@ -39,8 +39,22 @@ func defaults(ups ...Upstream) *Config {
 			SessionTimeout:       DefaultSessionTimeout,
 			MaxSessionsPerClient: DefaultMaxClientSess,
 		},
+		Auth:      defaultAuth(DefaultListen),
 		Upstreams: ups,
 		Source:    "t.yaml",
+	}
+}
+
+// defaultAuth returns the auth section an empty file yields for listen.
+func defaultAuth(listen string) Auth {
+	return Auth{
+		Mode:            AuthEmbedded,
+		PublicURL:       "http://" + listen,
+		AccessTokenTTL:  5 * time.Minute,
+		RefreshTokenTTL: 720 * time.Hour,
+		KeyRotation:     720 * time.Hour,
+		DCR:             DCR{Enabled: ptr(true), PerMinute: 10},
+		CIMD:            CIMD{Enabled: ptr(true), Timeout: 5 * time.Second, MaxBytes: 65536},
 	}
 }
 
@@ -128,6 +142,7 @@ upstreams:
 					SessionTimeout:       time.Hour,
 					MaxSessionsPerClient: 2,
 				},
+				Auth: defaultAuth("0.0.0.0:9000"),
 				Upstreams: []Upstream{
 					{
 						ID:          "remote",
@@ -225,12 +240,161 @@ upstreams:
 		{
 			name: "non-loopback listen is kept as written",
 			yaml: "listen: '[::]:8787'\n",
-			want: func() *Config { c := defaults(); c.Listen = "[::]:8787"; return c }(),
+			want: func() *Config {
+				c := defaults()
+				c.Listen = "[::]:8787"
+				c.Auth.PublicURL = "http://[::]:8787"
+				return c
+			}(),
 		},
 		{
 			name: "memory store needs no dsn",
 			yaml: "store: {driver: memory}\n",
 			want: func() *Config { c := defaults(); c.Store = Store{Driver: "memory"}; return c }(),
+		},
+		{
+			name: "every auth key set",
+			yaml: `
+auth:
+  mode: external
+  public_url: https://mandate.example.com
+  access_token_ttl: 1m
+  refresh_token_ttl: 24h
+  key_rotation: 48h
+  dcr: {enabled: false, per_minute: 3}
+  cimd: {enabled: false, allow_hosts: [h.internal], allow_http: true, timeout: 2s, max_bytes: 1024}
+  clients:
+    - id: bot
+      name: Bot
+      secret: s3
+      redirect_uris: ["https://bot.example/cb"]
+      grant_types: [client_credentials, authorization_code]
+      scopes: [mcp]
+      trust_level: untrusted
+    - id: keyed
+      jwks_url: https://keyed.example/jwks
+      grant_types: [client_credentials]
+    - id: inline
+      jwks: '{"keys": [{"kty": "OKP"}]}'
+      grant_types: ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+  issuers:
+    - issuer: https://idp.example
+      jwks_url: https://idp.example/keys
+      audience: api://mandate
+      claims: {user: oid, agent: azp, email: upn, groups: roles, scopes: scp}
+  federation:
+    issuer: https://idp.example
+    client_id: m
+    client_secret: x
+    scopes: [openid]
+    claims: {email: mail}
+  token_exchange: {trusted_clients: [bot]}
+  id_jag:
+    - issuer: https://login.example
+      jwks_url: http://127.0.0.1:9/keys
+      audience: https://mandate.example.com/mcp
+      claims: {user: email}
+`,
+			want: func() *Config {
+				c := defaults()
+				c.Auth = Auth{
+					Mode:            AuthExternal,
+					PublicURL:       "https://mandate.example.com",
+					AccessTokenTTL:  time.Minute,
+					RefreshTokenTTL: 24 * time.Hour,
+					KeyRotation:     48 * time.Hour,
+					DCR:             DCR{Enabled: ptr(false), PerMinute: 3},
+					CIMD: CIMD{
+						Enabled: ptr(false), AllowHosts: []string{"h.internal"}, AllowHTTP: true,
+						Timeout: 2 * time.Second, MaxBytes: 1024,
+					},
+					Clients: []Client{
+						{
+							ID: "bot", Name: "Bot", Secret: "s3", RedirectURIs: []string{"https://bot.example/cb"},
+							GrantTypes: []string{GrantClientCredentials, GrantAuthorizationCode},
+							Scopes:     []string{"mcp"}, TrustLevel: TrustUntrusted,
+						},
+						{
+							ID: "keyed", JWKSURL: "https://keyed.example/jwks",
+							GrantTypes: []string{GrantClientCredentials}, TrustLevel: TrustStandard,
+						},
+						{
+							ID: "inline", JWKS: `{"keys": [{"kty": "OKP"}]}`,
+							GrantTypes: []string{GrantJWTBearer}, TrustLevel: TrustStandard,
+						},
+					},
+					Issuers: []Issuer{{
+						Issuer: "https://idp.example", JWKSURL: "https://idp.example/keys", Audience: "api://mandate",
+						Claims: ClaimMap{User: "oid", Agent: "azp", Email: "upn", Groups: "roles", Scopes: "scp"},
+					}},
+					Federation: &Federation{
+						Issuer: "https://idp.example", ClientID: "m", ClientSecret: "x", Scopes: []string{"openid"},
+						Claims: ClaimMap{User: "sub", Agent: "client_id", Email: "mail", Groups: "groups", Scopes: "scope"},
+					},
+					TokenExchange: TokenExchange{TrustedClients: []string{"bot"}},
+					IDJAG: []Issuer{{
+						Issuer: "https://login.example", JWKSURL: "http://127.0.0.1:9/keys",
+						Audience: "https://mandate.example.com/mcp",
+						Claims:   ClaimMap{User: "email", Agent: "client_id", Email: "email", Groups: "groups", Scopes: "scope"},
+					}},
+				}
+				return c
+			}(),
+		},
+		{
+			name: "auth defaults fill clients, issuers and federation",
+			yaml: `
+auth:
+  clients:
+    - id: app
+      redirect_uris: ["http://localhost:1/cb", "http://[::1]:2/cb", "http://127.0.0.2/cb"]
+  issuers:
+    - issuer: http://127.0.0.1:5556
+  federation: {issuer: https://idp.example, client_id: m}
+`,
+			want: func() *Config {
+				c := defaults()
+				claims := ClaimMap{User: "sub", Agent: "client_id", Email: "email", Groups: "groups", Scopes: "scope"}
+				c.Auth.Clients = []Client{{
+					ID:           "app",
+					RedirectURIs: []string{"http://localhost:1/cb", "http://[::1]:2/cb", "http://127.0.0.2/cb"},
+					GrantTypes:   []string{GrantAuthorizationCode, GrantRefreshToken},
+					TrustLevel:   TrustStandard,
+				}}
+				c.Auth.Issuers = []Issuer{{Issuer: "http://127.0.0.1:5556", Claims: claims}}
+				c.Auth.Federation = &Federation{
+					Issuer: "https://idp.example", ClientID: "m",
+					Scopes: []string{"openid", "email", "profile"}, Claims: claims,
+				}
+				return c
+			}(),
+		},
+		{
+			name: "auth none on a loopback listener",
+			yaml: "listen: '[::1]:8787'\nauth: {mode: none}\n",
+			want: func() *Config {
+				c := defaults()
+				c.Listen = "[::1]:8787"
+				c.Auth.Mode = AuthNone
+				c.Auth.PublicURL = "http://[::1]:8787"
+				return c
+			}(),
+		},
+		{
+			name: "auth none on localhost",
+			yaml: "listen: localhost:1\nauth: {mode: none}\n",
+			want: func() *Config {
+				c := defaults()
+				c.Listen = "localhost:1"
+				c.Auth.Mode = AuthNone
+				c.Auth.PublicURL = "http://localhost:1"
+				return c
+			}(),
+		},
+		{
+			name: "zero auth numbers mean the default",
+			yaml: "auth: {access_token_ttl: 0, dcr: {per_minute: 0}, cimd: {timeout: 0, max_bytes: 0}}\n",
+			want: defaults(),
 		},
 	}
 	for _, tt := range tests {
@@ -278,7 +442,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "listen: 127.0.0.1:1\nlisten_addr: x\n",
-			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, upstreams)"},
+			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, auth, upstreams)"},
 		},
 		{
 			name: "unknown nested key",
@@ -534,6 +698,229 @@ upstreams:
 			yaml: aliasBomb(),
 			want: []string{"t.yaml:2:351: upstreams[130].stdio.args[154]: document too large after expanding aliases"},
 		},
+		{
+			name: "auth unknown key",
+			yaml: "auth:\n  modes: none\n",
+			want: []string{"t.yaml:2:3: auth.modes: unknown key (want one of mode, public_url, access_token_ttl, refresh_token_ttl, key_rotation, dcr, cimd, clients, issuers, federation, token_exchange, id_jag)"},
+		},
+		{
+			name: "auth mode",
+			yaml: "auth: {mode: oauth}\n",
+			want: []string{`t.yaml:1:14: auth.mode: must be embedded, external or none, not "oauth"`},
+		},
+		{
+			name: "auth explicit empty mode is not replaced by the default",
+			yaml: "auth: {mode: ''}\n",
+			want: []string{`t.yaml:1:14: auth.mode: must be embedded, external or none, not ""`},
+		},
+		{
+			name: "auth none on a non-loopback listener",
+			yaml: "listen: 0.0.0.0:8787\nauth:\n  mode: none\n",
+			want: []string{"t.yaml:3:9: auth: none is refused on a non-loopback listener"},
+		},
+		{
+			name: "auth none on every interface",
+			yaml: "listen: ':8787'\nauth:\n  mode: none\n  public_url: http://127.0.0.1:8787\n",
+			want: []string{"t.yaml:3:9: auth: none is refused on a non-loopback listener"},
+		},
+		{
+			name: "auth none on a host name other than localhost",
+			yaml: "listen: mandate.internal:80\nauth: {mode: none}\n",
+			want: []string{"t.yaml:2:14: auth: none is refused on a non-loopback listener"},
+		},
+		{
+			name: "auth none with a bad listen reports the listen only",
+			yaml: "listen: nowhere\nauth: {mode: none}\n",
+			want: []string{`t.yaml:1:9: listen: must be host:port, such as "127.0.0.1:8787"`},
+		},
+		{
+			name: "auth external needs an issuer",
+			yaml: "auth:\n  mode: external\n",
+			want: []string{"t.yaml:2:3: auth.issuers: at least one issuer is required when auth.mode is external"},
+		},
+		{
+			name: "auth issuer urls",
+			yaml: `
+auth:
+  mode: external
+  issuers:
+    - jwks_url: https://idp.example/keys
+    - issuer: http://idp.example
+    - issuer: /realms/x
+      jwks_url: http://idp.example/keys
+    - issuer: https://idp.example?tenant=1
+    - issuer: "https://idp.example#x"
+    - issuer: https://idp.example/realms/agents
+  id_jag:
+    - issuer: ftp://idp.example
+`,
+			want: []string{
+				"t.yaml:5:7: auth.issuers[0].issuer: required",
+				"t.yaml:6:15: auth.issuers[1].issuer: must be an absolute https:// URL (http:// only for a loopback host)",
+				"t.yaml:7:15: auth.issuers[2].issuer: must be an absolute https:// URL (http:// only for a loopback host)",
+				"t.yaml:8:17: auth.issuers[2].jwks_url: must be an absolute https:// URL (http:// only for a loopback host)",
+				"t.yaml:9:15: auth.issuers[3].issuer: must not have a query or fragment",
+				"t.yaml:10:15: auth.issuers[4].issuer: must not have a query or fragment",
+				"t.yaml:13:15: auth.id_jag[0].issuer: must be an absolute https:// URL (http:// only for a loopback host)",
+			},
+		},
+		{
+			name: "auth public_url",
+			yaml: `
+auth: {public_url: "https://mandate.example.com/gateway"}
+`,
+			want: []string{"t.yaml:2:20: auth.public_url: must be scheme://host[:port] with no path, query or fragment"},
+		},
+		{
+			name: "auth public_url shapes",
+			yaml: "auth: {public_url: 'ftp://x'}\n",
+			want: []string{"t.yaml:1:20: auth.public_url: must be an absolute http:// or https:// URL"},
+		},
+		{
+			name: "auth public_url with a trailing slash",
+			yaml: "auth:\n  public_url: https://x/\n",
+			want: []string{"t.yaml:2:15: auth.public_url: must be scheme://host[:port] with no path, query or fragment"},
+		},
+		{
+			name: "auth public_url with a query",
+			yaml: "auth:\n  public_url: https://x?a=b\n",
+			want: []string{"t.yaml:2:15: auth.public_url: must be scheme://host[:port] with no path, query or fragment"},
+		},
+		{
+			name: "auth public_url with user info",
+			yaml: "auth:\n  public_url: https://user:hunter2@x\n",
+			want: []string{"t.yaml:2:15: auth.public_url: must be scheme://host[:port] with no path, query or fragment"},
+		},
+		{
+			name: "auth public_url explicit empty",
+			yaml: "auth:\n  public_url: ''\n",
+			want: []string{"t.yaml:2:15: auth.public_url: required"},
+		},
+		{
+			name: "auth public_url cannot be derived from a listen without a host",
+			yaml: "listen: ':8787'\n",
+			want: []string{`t.yaml:1:9: auth.public_url: required: it cannot be derived from listen ":8787"`},
+		},
+		{
+			name: "auth durations and counts",
+			yaml: `
+auth:
+  access_token_ttl: -1s
+  refresh_token_ttl: soon
+  key_rotation: -1h
+  dcr: {per_minute: -1}
+  cimd: {timeout: -5s, max_bytes: -1, allow_hosts: ["", ok]}
+`,
+			want: []string{
+				"t.yaml:3:21: auth.access_token_ttl: must be positive",
+				`t.yaml:4:22: auth.refresh_token_ttl: want a duration such as "30s" or "5m"`,
+				"t.yaml:5:17: auth.key_rotation: must be positive",
+				"t.yaml:6:21: auth.dcr.per_minute: must be at least 1",
+				"t.yaml:7:19: auth.cimd.timeout: must be positive",
+				"t.yaml:7:35: auth.cimd.max_bytes: must be at least 1",
+				"t.yaml:7:53: auth.cimd.allow_hosts[0]: must not be empty",
+			},
+		},
+		{
+			name: "auth clients",
+			yaml: `
+auth:
+  clients:
+    - name: no id
+      redirect_uris: ["https://a.example/cb"]
+    - id: web
+      redirect_uris: ["http://web.example/cb", "https://web.example/cb#frag", "cb"]
+    - id: web
+      redirect_uris: ["https://web.example/cb"]
+    - id: robot
+      grant_types: [client_credentials, password, implicit]
+    - id: portal
+      grant_types: [authorization_code]
+      trust_level: root
+    - id: bare
+    - id: both
+      secret: s
+      jwks_url: https://both.example/jwks
+      grant_types: [client_credentials]
+    - id: keys
+      jwks: "not json"
+      jwks_url: https://keys.example/jwks
+      grant_types: [client_credentials]
+    - id: empty
+      jwks: '{"keys": []}'
+      grant_types: []
+      scopes: []
+    - id: spaced
+      secret: s
+      grant_types: [client_credentials]
+      scopes: ["mcp tools", ""]
+      trust_level: ""
+`,
+			want: []string{
+				"t.yaml:4:7: auth.clients[0].id: required",
+				"t.yaml:7:23: auth.clients[1].redirect_uris[0]: must be an absolute https:// URL (http:// only for a loopback host)",
+				"t.yaml:7:48: auth.clients[1].redirect_uris[1]: must not have a fragment",
+				"t.yaml:7:79: auth.clients[1].redirect_uris[2]: must be an absolute https:// URL (http:// only for a loopback host)",
+				`t.yaml:8:11: auth.clients[2].id: duplicate id "web" (also auth.clients[1] at line 6)`,
+				"t.yaml:11:21: auth.clients[3].grant_types[0]: client_credentials requires secret, jwks or jwks_url",
+				`t.yaml:11:41: auth.clients[3].grant_types[1]: unknown grant type "password" (want one of authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange, urn:ietf:params:oauth:grant-type:jwt-bearer)`,
+				`t.yaml:11:51: auth.clients[3].grant_types[2]: unknown grant type "implicit" (want one of authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange, urn:ietf:params:oauth:grant-type:jwt-bearer)`,
+				"t.yaml:13:21: auth.clients[4].grant_types[0]: authorization_code requires at least one of redirect_uris",
+				`t.yaml:14:20: auth.clients[4].trust_level: must be untrusted, standard or trusted, not "root"`,
+				"t.yaml:15:7: auth.clients[5].redirect_uris: required by the default grant types; set grant_types for a client without redirects",
+				"t.yaml:18:17: auth.clients[6].jwks_url: only one of secret, jwks or jwks_url may be set",
+				`t.yaml:21:13: auth.clients[7].jwks: must be a JSON Web Key Set, {"keys": [...]} with at least one key`,
+				"t.yaml:22:17: auth.clients[7].jwks_url: only one of secret, jwks or jwks_url may be set",
+				`t.yaml:25:13: auth.clients[8].jwks: must be a JSON Web Key Set, {"keys": [...]} with at least one key`,
+				"t.yaml:26:20: auth.clients[8].grant_types: must not be empty; leave it out for authorization_code and refresh_token",
+				"t.yaml:27:15: auth.clients[8].scopes: must not be empty; leave it out for every supported scope",
+				"t.yaml:31:16: auth.clients[9].scopes[0]: must be a non-empty scope name without spaces",
+				"t.yaml:31:29: auth.clients[9].scopes[1]: must be a non-empty scope name without spaces",
+				`t.yaml:32:20: auth.clients[9].trust_level: must be untrusted, standard or trusted, not ""`,
+			},
+		},
+		{
+			name: "auth token exchange names configured clients",
+			yaml: `
+auth:
+  clients:
+    - {id: agent, redirect_uris: ["https://a.example/cb"]}
+  token_exchange:
+    trusted_clients: [agent, ghost]
+`,
+			want: []string{`t.yaml:6:30: auth.token_exchange.trusted_clients[1]: "ghost" is not a client in auth.clients`},
+		},
+		{
+			name: "auth federation",
+			yaml: `
+auth:
+  federation:
+    issuer: http://idp.example
+    scopes: [email]
+`,
+			want: []string{
+				"t.yaml:4:5: auth.federation.client_id: required",
+				"t.yaml:4:13: auth.federation.issuer: must be an absolute https:// URL (http:// only for a loopback host)",
+				"t.yaml:5:13: auth.federation.scopes: must include openid",
+			},
+		},
+		{
+			name: "auth federation empty scopes and no issuer",
+			yaml: "auth:\n  federation: {client_id: m, scopes: []}\n",
+			want: []string{
+				"t.yaml:2:15: auth.federation.issuer: required",
+				"t.yaml:2:38: auth.federation.scopes: must not be empty; leave it out for openid, email and profile",
+			},
+		},
+		{
+			name: "auth kinds",
+			yaml: "auth:\n  clients: {id: a}\n  federation: [x]\n  dcr: {enabled: yes}\n",
+			want: []string{
+				"t.yaml:2:12: auth.clients: want a list, got a mapping",
+				"t.yaml:3:15: auth.federation: want a mapping, got a list",
+				"t.yaml:4:18: auth.dcr.enabled: want true or false",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -655,8 +1042,15 @@ func TestQuickstart(t *testing.T) {
 	}
 }
 
-func TestExample(t *testing.T) {
+// setExampleEnv sets the variables examples/mandate.yaml refers to.
+func setExampleEnv(t *testing.T) {
 	t.Setenv("REMOTE_KEY", "example-key")
+	t.Setenv("CI_BOT_SECRET", "example-client-secret")
+	t.Setenv("OIDC_CLIENT_SECRET", "example-oidc-secret")
+}
+
+func TestExample(t *testing.T) {
+	setExampleEnv(t)
 	cfg, err := Load(filepath.Join("..", "..", "examples", "mandate.yaml"))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -673,6 +1067,12 @@ func TestExample(t *testing.T) {
 	}
 	if got := cfg.Upstreams[1].HTTP.Headers["X-Api-Key"]; got != "example-key" {
 		t.Errorf("X-Api-Key = %q, want the expanded variable", got)
+	}
+	if got := cfg.Auth.Clients[0].Secret; got != "example-client-secret" {
+		t.Errorf("auth.clients[0].secret = %q, want the expanded variable", got)
+	}
+	if cfg.Auth.Mode != AuthEmbedded || cfg.ResourceURL() != "http://127.0.0.1:8787/mcp" {
+		t.Errorf("mode %q, resource %q; want embedded at http://127.0.0.1:8787/mcp", cfg.Auth.Mode, cfg.ResourceURL())
 	}
 }
 
@@ -702,6 +1102,9 @@ func TestExampleSetsEveryKey(t *testing.T) {
 		reflect.TypeFor[Config](), reflect.TypeFor[Store](), reflect.TypeFor[HTTP](),
 		reflect.TypeFor[Upstream](), reflect.TypeFor[Stdio](), reflect.TypeFor[HTTPUp](),
 		reflect.TypeFor[SSEUp](), reflect.TypeFor[Restart](),
+		reflect.TypeFor[Auth](), reflect.TypeFor[DCR](), reflect.TypeFor[CIMD](),
+		reflect.TypeFor[Client](), reflect.TypeFor[Issuer](), reflect.TypeFor[ClaimMap](),
+		reflect.TypeFor[Federation](), reflect.TypeFor[TokenExchange](),
 	} {
 		for f := range typ.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
@@ -715,7 +1118,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 // TestRoundTrip checks that a Config written back as YAML parses to the same
 // values, which is what printing a redacted config relies on.
 func TestRoundTrip(t *testing.T) {
-	t.Setenv("REMOTE_KEY", "example-key")
+	setExampleEnv(t)
 	cfg, err := Load(filepath.Join("..", "..", "examples", "mandate.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -749,6 +1152,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(quickstartYAML)
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("upstreams: [{id: a, stdio: {command: '${env:X}${file:y}$${'}}]\n"))
+	f.Add([]byte("listen: ':1'\nauth: {mode: none, public_url: 'http://[::1]:1', clients: [{id: a, secret: '${env:X}', grant_types: [client_credentials]}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.yaml", data)
 		if (cfg == nil) == (err == nil) {

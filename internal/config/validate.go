@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Problem is one thing wrong with a configuration, located in its file so an
@@ -169,6 +171,8 @@ func (v *validator) config(cfg *Config) {
 		}
 	}
 
+	v.auth(cfg)
+
 	ids := map[string]int{}
 	prefixes := map[string]int{}
 	for i, u := range cfg.Upstreams {
@@ -319,4 +323,271 @@ func checkListen(addr string) string {
 		return "port must be a number from 0 to 65535"
 	}
 	return ""
+}
+
+// grantTypes are the grant types a pre-registered client may be given.
+var grantTypes = []string{
+	GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange, GrantJWTBearer,
+}
+
+func (v *validator) auth(cfg *Config) {
+	a, o := &cfg.Auth, cfg.src
+	top := func(rel, format string, args ...any) {
+		v.report(o, rel, rel, format, args...)
+	}
+	listenOK := checkListen(cfg.Listen) == ""
+
+	switch a.Mode {
+	case AuthEmbedded, AuthExternal:
+	case AuthNone:
+		// Without authentication anyone who can reach the listener acts as
+		// the local user; only this machine may reach a loopback one.
+		if listenOK && !loopbackListen(cfg.Listen) {
+			v.report(o, "auth.mode", "auth", "none is refused on a non-loopback listener")
+		}
+	default:
+		top("auth.mode", "must be %s, %s or %s, not %q", AuthEmbedded, AuthExternal, AuthNone, a.Mode)
+	}
+
+	derived := !o.has("auth.public_url") && a.PublicURL == derivedPublicURL(cfg.Listen)
+	switch msg := publicURLProblem(a.PublicURL); {
+	case msg == "":
+	case derived && !listenOK:
+		// The listen address it came from is already reported.
+	case derived:
+		v.report(o, "listen", "auth.public_url", "required: it cannot be derived from listen %q", cfg.Listen)
+	default:
+		top("auth.public_url", "%s", msg)
+	}
+
+	for _, d := range []struct {
+		rel string
+		d   time.Duration
+	}{
+		{"auth.access_token_ttl", a.AccessTokenTTL},
+		{"auth.refresh_token_ttl", a.RefreshTokenTTL},
+		{"auth.key_rotation", a.KeyRotation},
+		{"auth.cimd.timeout", a.CIMD.Timeout},
+	} {
+		if d.d <= 0 {
+			top(d.rel, "must be positive")
+		}
+	}
+	if a.DCR.PerMinute < 1 {
+		top("auth.dcr.per_minute", "must be at least 1")
+	}
+	if a.CIMD.MaxBytes < 1 {
+		top("auth.cimd.max_bytes", "must be at least 1")
+	}
+	for i, h := range a.CIMD.AllowHosts {
+		if h == "" {
+			top(fmt.Sprintf("auth.cimd.allow_hosts[%d]", i), "must not be empty")
+		}
+	}
+
+	clients := map[string]int{}
+	for i, c := range a.Clients {
+		v.client(o, i, c)
+		if c.ID == "" {
+			continue
+		}
+		if j, dup := clients[c.ID]; dup {
+			top(fmt.Sprintf("auth.clients[%d].id", i), "duplicate id %q (also %s)", c.ID, clientWhere(o, j))
+			continue
+		}
+		clients[c.ID] = i
+	}
+	for i, id := range a.TokenExchange.TrustedClients {
+		if _, ok := clients[id]; !ok {
+			top(fmt.Sprintf("auth.token_exchange.trusted_clients[%d]", i), "%q is not a client in auth.clients", id)
+		}
+	}
+
+	if a.Mode == AuthExternal && len(a.Issuers) == 0 {
+		top("auth.issuers", "at least one issuer is required when auth.mode is external")
+	}
+	for i, is := range a.Issuers {
+		v.issuer(o, fmt.Sprintf("auth.issuers[%d].", i), is)
+	}
+	for i, is := range a.IDJAG {
+		v.issuer(o, fmt.Sprintf("auth.id_jag[%d].", i), is)
+	}
+
+	if f := a.Federation; f != nil {
+		v.issuerURL(o, "auth.federation.issuer", f.Issuer)
+		if f.ClientID == "" {
+			top("auth.federation.client_id", "required")
+		}
+		switch {
+		case len(f.Scopes) == 0:
+			top("auth.federation.scopes", "must not be empty; leave it out for openid, email and profile")
+		case !slices.Contains(f.Scopes, "openid"):
+			top("auth.federation.scopes", "must include openid")
+		}
+	}
+}
+
+// clientWhere names client i for a message pointing back at it.
+func clientWhere(o *origin, i int) string {
+	rel := fmt.Sprintf("auth.clients[%d]", i)
+	if o.has(rel) {
+		return fmt.Sprintf("%s at line %d", rel, o.at(rel).line)
+	}
+	return rel
+}
+
+func (v *validator) client(o *origin, i int, c Client) {
+	base := fmt.Sprintf("auth.clients[%d].", i)
+	at := func(rel, format string, args ...any) {
+		v.report(o, base+rel, base+rel, format, args...)
+	}
+
+	if c.ID == "" {
+		at("id", "required")
+	}
+	switch {
+	case c.Secret != "" && (c.JWKS != "" || c.JWKSURL != ""):
+		// One client, one way to authenticate: accepting either would let
+		// the weaker one stand in for the other.
+		rel := "jwks"
+		if c.JWKS == "" {
+			rel = "jwks_url"
+		}
+		at(rel, "only one of secret, jwks or jwks_url may be set")
+	case c.JWKS != "" && c.JWKSURL != "":
+		at("jwks_url", "only one of secret, jwks or jwks_url may be set")
+	}
+	if c.JWKS != "" {
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if json.Unmarshal([]byte(c.JWKS), &set) != nil || len(set.Keys) == 0 {
+			at("jwks", `must be a JSON Web Key Set, {"keys": [...]} with at least one key`)
+		}
+	}
+	if c.JWKSURL != "" {
+		if _, msg := secureURL(c.JWKSURL); msg != "" {
+			at("jwks_url", "%s", msg)
+		}
+	}
+	for j, raw := range c.RedirectURIs {
+		rel := fmt.Sprintf("redirect_uris[%d]", j)
+		u, msg := secureURL(raw)
+		switch {
+		case msg != "":
+			at(rel, "%s", msg)
+		case u.Fragment != "" || strings.HasSuffix(raw, "#"):
+			at(rel, "must not have a fragment")
+		}
+	}
+
+	if c.GrantTypes != nil && len(c.GrantTypes) == 0 {
+		at("grant_types", "must not be empty; leave it out for authorization_code and refresh_token")
+	}
+	for j, g := range c.GrantTypes {
+		rel := fmt.Sprintf("grant_types[%d]", j)
+		switch {
+		case !slices.Contains(grantTypes, g):
+			at(rel, "unknown grant type %q (want one of %s)", g, strings.Join(grantTypes, ", "))
+		case g == GrantClientCredentials && c.Secret == "" && c.JWKS == "" && c.JWKSURL == "":
+			// A client acting for nobody proves only itself; without a
+			// credential anyone could claim its id.
+			at(rel, "client_credentials requires secret, jwks or jwks_url")
+		case g == GrantAuthorizationCode && len(c.RedirectURIs) == 0 && o.has(base+"grant_types"):
+			at(rel, "authorization_code requires at least one of redirect_uris")
+		}
+	}
+	if len(c.RedirectURIs) == 0 && !o.has(base+"grant_types") && slices.Contains(c.GrantTypes, GrantAuthorizationCode) {
+		at("redirect_uris", "required by the default grant types; set grant_types for a client without redirects")
+	}
+	if c.Scopes != nil && len(c.Scopes) == 0 {
+		// Left out means every supported scope; an explicit empty list most
+		// likely meant none, so it is refused rather than widened.
+		at("scopes", "must not be empty; leave it out for every supported scope")
+	}
+	for j, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\n") {
+			at(fmt.Sprintf("scopes[%d]", j), "must be a non-empty scope name without spaces")
+		}
+	}
+	switch c.TrustLevel {
+	case TrustUntrusted, TrustStandard, TrustTrusted:
+	default:
+		at("trust_level", "must be %s, %s or %s, not %q", TrustUntrusted, TrustStandard, TrustTrusted, c.TrustLevel)
+	}
+}
+
+func (v *validator) issuer(o *origin, base string, is Issuer) {
+	v.issuerURL(o, base+"issuer", is.Issuer)
+	if is.JWKSURL != "" {
+		if _, msg := secureURL(is.JWKSURL); msg != "" {
+			v.report(o, base+"jwks_url", base+"jwks_url", "%s", msg)
+		}
+	}
+}
+
+// issuerURL checks an issuer identifier: an https URL without query or
+// fragment (RFC 8414), compared by the verifier exactly as written.
+func (v *validator) issuerURL(o *origin, rel, raw string) {
+	u, msg := secureURL(raw)
+	switch {
+	case msg != "":
+		v.report(o, rel, rel, "%s", msg)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#"):
+		v.report(o, rel, rel, "must not have a query or fragment")
+	}
+}
+
+// secureURL parses an absolute https URL; plain http is accepted only for a
+// loopback host, where nothing crosses a network. Like checkURL it never
+// quotes the value, which may carry a secret.
+func secureURL(raw string) (*url.URL, string) {
+	if raw == "" {
+		return nil, "required"
+	}
+	const want = "must be an absolute https:// URL (http:// only for a loopback host)"
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return nil, want
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && loopbackHost(u.Hostname()):
+	default:
+		return nil, want
+	}
+	return u, ""
+}
+
+// publicURLProblem returns what is wrong with a public_url, or "". It is a
+// base URL that paths are appended to, so it has nothing after the port.
+func publicURLProblem(raw string) string {
+	if raw == "" {
+		return "required"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return "must be an absolute http:// or https:// URL"
+	}
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
+		return "must be scheme://host[:port] with no path, query or fragment"
+	}
+	return ""
+}
+
+// loopbackListen reports whether a valid listen address accepts connections
+// from this machine only. An empty host listens on every interface.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && loopbackHost(host)
+}
+
+// loopbackHost reports whether host names this machine: "localhost" or a
+// loopback address. Other names are not resolved; they count as remote.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/gateway"
+	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -35,6 +36,20 @@ type Options struct {
 	// zero means 64.
 	MaxSessionsPerClient int
 	Log                  *slog.Logger
+	// Authenticate, if set, guards the MCP endpoints: it must put the
+	// verified principal into the request context (identity.WithPrincipal)
+	// or answer the request itself. Nil means `auth: none`: every request
+	// is the implicit local principal.
+	Authenticate func(http.Handler) http.Handler
+	// RequiredScopes names the scopes an MCP method needs; nil means none.
+	RequiredScopes func(method string) []string
+	// InsufficientScope answers a request whose token lacks some of the
+	// scopes its method needs; required lists all of them (step-up asks for
+	// everything at once). Nil answers a plain 403.
+	InsufficientScope func(w http.ResponseWriter, required []string)
+	// Mount adds routes (authorization server, metadata) that share the
+	// listener and its Host/Origin checks but not MCP authentication.
+	Mount map[string]http.Handler
 }
 
 // Server is the HTTP front end.
@@ -75,9 +90,12 @@ func New(o Options) *Server {
 // /message (legacy HTTP+SSE), /healthz and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/mcp", s.guarded(s.serveMCP))
-	mux.HandleFunc("/sse", s.guarded(s.serveSSE))
-	mux.HandleFunc("/message", s.guarded(s.serveMessage))
+	mux.Handle("/mcp", s.guarded(s.authenticated(s.serveMCP)))
+	mux.Handle("/sse", s.guarded(s.authenticated(s.serveSSE)))
+	mux.Handle("/message", s.guarded(s.authenticated(s.serveMessage)))
+	for pattern, h := range s.opts.Mount {
+		mux.Handle(pattern, s.guarded(h.ServeHTTP))
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -99,6 +117,41 @@ func recoverer(log *slog.Logger, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// authenticated runs the configured authentication before h; without one,
+// the request is the implicit local principal.
+func (s *Server) authenticated(h http.HandlerFunc) http.HandlerFunc {
+	if s.opts.Authenticate == nil {
+		return func(w http.ResponseWriter, r *http.Request) {
+			h(w, r.WithContext(identity.WithPrincipal(r.Context(), identity.Local())))
+		}
+	}
+	return s.opts.Authenticate(h).ServeHTTP
+}
+
+// principal is who sent r. The authentication middleware guarantees one;
+// a request without is refused, so a wiring mistake fails closed.
+func principal(r *http.Request) (*identity.Principal, bool) {
+	return identity.FromContext(r.Context())
+}
+
+// scopesOK checks the token's scopes for method and answers the step-up
+// challenge when some are missing.
+func (s *Server) scopesOK(w http.ResponseWriter, p *identity.Principal, method string) bool {
+	if s.opts.RequiredScopes == nil || p.Method == identity.MethodNone {
+		return true
+	}
+	required := s.opts.RequiredScopes(method)
+	if len(p.MissingScopes(required)) == 0 {
+		return true
+	}
+	if s.opts.InsufficientScope != nil {
+		s.opts.InsufficientScope(w, required)
+	} else {
+		http.Error(w, "insufficient scope", http.StatusForbidden)
+	}
+	return false
 }
 
 func (s *Server) guarded(h http.HandlerFunc) http.HandlerFunc {
@@ -163,7 +216,12 @@ func (s *Server) removeLocked(id string, sess *gateway.Session) {
 	}
 }
 
+// clientKey names the client for session caps: the authenticated agent and
+// user when there are some, else the remote address.
 func clientKey(r *http.Request) string {
+	if p, ok := principal(r); ok && p.Method != identity.MethodNone {
+		return "principal:" + p.BindingKey()
+	}
 	h, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -182,7 +240,25 @@ func (s *Server) openSession(r *http.Request) *gateway.Session {
 	}
 	s.perAddr[client]++
 	sess := s.gw.NewSession(gateway.NewSessionID(), client)
+	sess.Principal, _ = principal(r)
 	s.sessions[sess.ID] = sess
+	return sess
+}
+
+// lookupFor returns the session id names if it belongs to the principal of
+// r. A session id presented with another principal's credentials is
+// answered exactly like an unknown one (AT-30): the id alone grants nothing
+// and reveals nothing.
+func (s *Server) lookupFor(r *http.Request, id string) *gateway.Session {
+	sess := s.lookup(id)
+	if sess == nil {
+		return nil
+	}
+	p, ok := principal(r)
+	if !ok || sess.Principal == nil || sess.Principal.BindingKey() != p.BindingKey() {
+		s.log.Warn("session presented by another principal; refused", "session", id[:min(8, len(id))])
+		return nil
+	}
 	return sess
 }
 
@@ -305,11 +381,19 @@ func itoa(n int64) string {
 }
 
 func (s *Server) post(w http.ResponseWriter, r *http.Request, pv string) {
+	p, ok := principal(r)
+	if !ok {
+		http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
 	msg, ok := s.readMessage(w, r)
 	if !ok {
 		return
 	}
 	req, isReq := msg.(*jsonrpc.Request)
+	if isReq && req.IsCall() && !s.scopesOK(w, p, req.Method) {
+		return
+	}
 	if isReq && (req.Method == "server/discover" || gateway.IsModern(pv)) {
 		s.postModern(w, r, req, pv)
 		return
@@ -327,7 +411,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, pv string) {
 		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "Bad Request: missing Mcp-Session-Id header")
 		return
 	}
-	sess := s.lookup(sid)
+	sess := s.lookupFor(r, sid)
 	if sess == nil {
 		writeError(w, http.StatusNotFound, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "session not found")
 		return
@@ -394,6 +478,7 @@ func (s *Server) postModern(w http.ResponseWriter, r *http.Request, req *jsonrpc
 		return
 	}
 	sess := s.gw.NewEphemeral(clientKey(r))
+	sess.Principal, _ = principal(r)
 	defer sess.Close()
 	if req.Method != "server/discover" || gateway.IsModern(pv) {
 		if msg := headerMismatch(r, req); msg != "" {
@@ -481,7 +566,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: GET requires an Mcp-Session-Id header", http.StatusBadRequest)
 		return
 	}
-	sess := s.lookup(sid)
+	sess := s.lookupFor(r, sid)
 	if sess == nil {
 		http.Error(w, "session not found", http.StatusNotFound)
 		return
@@ -519,7 +604,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: DELETE requires an Mcp-Session-Id header", http.StatusBadRequest)
 		return
 	}
-	sess := s.lookup(sid)
+	sess := s.lookupFor(r, sid)
 	if sess == nil {
 		http.Error(w, "session not found", http.StatusNotFound)
 		return

@@ -57,7 +57,7 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	sess := s.lookup(r.URL.Query().Get("sessionId"))
+	sess := s.lookupFor(r, r.URL.Query().Get("sessionId"))
 	if sess == nil {
 		http.Error(w, "session not found", http.StatusNotFound)
 		return
@@ -65,6 +65,11 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	msg, ok := s.readMessage(w, r)
 	if !ok {
 		return
+	}
+	if req, isReq := msg.(*jsonrpc.Request); isReq && req.IsCall() {
+		if p, _ := principal(r); p == nil || !s.scopesOK(w, p, req.Method) {
+			return
+		}
 	}
 	w.WriteHeader(http.StatusAccepted)
 	req, isReq := msg.(*jsonrpc.Request)

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/mandate-mcp/mandate/internal/gateway"
+	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
@@ -38,6 +39,9 @@ func (l *lineWriter) Send(_ context.Context, msg jsonrpc.Message) error {
 func ServeStdio(ctx context.Context, gw *gateway.Gateway, r io.Reader, w io.Writer, log *slog.Logger) error {
 	out := &lineWriter{w: w}
 	sess := gw.NewSession("", "stdio")
+	// A local client that spawned Mandate is the operator's own process:
+	// it runs as the implicit local principal, as with `auth: none`.
+	sess.Principal = identity.Local()
 	sess.SetStandalone(out)
 	defer sess.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -96,6 +100,7 @@ func ServeStdio(ctx context.Context, gw *gateway.Gateway, r io.Reader, w io.Writ
 			// capabilities and is served on its own (B-06).
 			if v := gateway.ModernVersion(req.Params); v != "" && req.Method != "server/discover" {
 				target = gw.NewEphemeral("stdio")
+				target.Principal = sess.Principal
 				defer target.Close()
 				if rerr := gw.BeginModern(target, req.Params, v); rerr != nil {
 					_ = out.Send(ctx, &jsonrpc.Response{ID: req.ID, Error: rerr})

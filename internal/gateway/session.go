@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -35,6 +36,9 @@ type Session struct {
 	ID string
 	// Client names who opened the session, for per-client caps.
 	Client string
+	// Principal is who opened the session; the front end sets it before
+	// first use and refuses the session to anyone else.
+	Principal *identity.Principal
 
 	mu          sync.Mutex
 	version     string

@@ -1,5 +1,7 @@
 // Package store defines the persistence contract of the gateway: what it
-// remembers about upstream health and about the catalogs upstreams advertise.
+// remembers about upstream health and about the catalogs upstreams advertise,
+// and who may call it: users, agents and the embedded authorization
+// server's state.
 //
 // The contract is composed from small role interfaces so that a component can
 // ask for exactly the slice it needs (a health monitor takes a HealthStore, a
@@ -65,6 +67,9 @@ const (
 type Store interface {
 	HealthStore
 	CatalogStore
+	UserStore
+	AgentStore
+	OAuthStore
 
 	// Migrate brings the schema up to date. It is idempotent and safe to call
 	// concurrently from several processes, so every replica may run it at

@@ -50,3 +50,56 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestStorableKey(t *testing.T) {
+	tests := []struct {
+		key  string
+		want bool
+	}{
+		{"usr_1", true},
+		{"https://agent.example/client.json", true},
+		{"ünïcode", true},
+		{"", false},
+		{"a\x00b", false},
+		{"\xff", false},
+	}
+	for _, tc := range tests {
+		if got := store.StorableKey(tc.key); got != tc.want {
+			t.Errorf("StorableKey(%q) = %v, want %v", tc.key, got, tc.want)
+		}
+	}
+}
+
+func TestValidateIdentity(t *testing.T) {
+	at := time.Unix(1_700_000_000, 0)
+	agent := store.Agent{
+		ID: "a", Registration: store.RegistrationDCR, TrustLevel: "standard", Status: store.AgentActive,
+		AuthMethod: "none", CreatedAt: at,
+	}
+	key := store.SigningKey{ID: "k", Algorithm: "EdDSA", Private: []byte{1}, CreatedAt: at, NotAfter: at, RetireAt: at}
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"local user", store.User{ID: "u", Username: "alice", CreatedAt: at}.Validate(), nil},
+		{"federated user", store.User{ID: "u", Username: "a", Issuer: "i", Subject: "s", CreatedAt: at}.Validate(), nil},
+		{"issuer alone", store.User{ID: "u", Username: "a", Issuer: "i", CreatedAt: at}.Validate(), store.ErrInvalid},
+		{"agent", agent.Validate(), nil},
+		{"agent status", store.ValidateAgentStatus("paused"), store.ErrInvalid},
+		{"key retiring when it stops signing", key.Validate(), nil},
+		{"zero time", store.ValidateTime("now", time.Time{}), store.ErrInvalid},
+		{"auth request without client", store.AuthRequest{ID: "r", CreatedAt: at, ExpiresAt: at}.Validate(), store.ErrInvalid},
+		{"token without family", store.RefreshToken{ID: "t", ClientID: "c", CreatedAt: at, ExpiresAt: at}.Validate(), store.ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == nil && tc.err != nil {
+				t.Errorf("error = %v, want nil", tc.err)
+			}
+			if tc.want != nil && !errors.Is(tc.err, tc.want) {
+				t.Errorf("error = %v, want %v", tc.err, tc.want)
+			}
+		})
+	}
+}

@@ -27,6 +27,12 @@ type Store struct {
 	health   map[string][]healthRow
 	catalogs map[catalogKey]store.CatalogSnapshot
 	history  map[catalogKey][]historyRow
+
+	users         map[string]store.User
+	agents        map[string]store.Agent
+	authRequests  map[string]store.AuthRequest
+	refreshTokens map[string]store.RefreshToken
+	signingKeys   map[string]store.SigningKey
 }
 
 // healthRow carries the insertion sequence that breaks ties between events
@@ -49,6 +55,12 @@ func New() *Store {
 		health:   make(map[string][]healthRow),
 		catalogs: make(map[catalogKey]store.CatalogSnapshot),
 		history:  make(map[catalogKey][]historyRow),
+
+		users:         make(map[string]store.User),
+		agents:        make(map[string]store.Agent),
+		authRequests:  make(map[string]store.AuthRequest),
+		refreshTokens: make(map[string]store.RefreshToken),
+		signingKeys:   make(map[string]store.SigningKey),
 	}
 }
 
@@ -70,6 +82,7 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.health, s.catalogs, s.history = nil, nil, nil
+	s.users, s.agents, s.authRequests, s.refreshTokens, s.signingKeys = nil, nil, nil, nil, nil
 	return nil
 }
 

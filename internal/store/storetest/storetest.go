@@ -43,6 +43,35 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CatalogHistoryInvalid", testCatalogHistoryInvalid},
 		{"CatalogHistoryKeepsEarliestFirstSeen", testCatalogFirstSeen},
 		{"CatalogBodiesAreCopied", testCatalogCopies},
+		{"UserRoundTrip", testUserRoundTrip},
+		{"UserInvalid", testUserInvalid},
+		{"CreateUserConflict", testCreateUserConflict},
+		{"UpdateUser", testUpdateUser},
+		{"GetUserNotFound", testGetUserNotFound},
+		{"ListUsers", testListUsers},
+		{"AgentRoundTrip", testAgentRoundTrip},
+		{"PutAgentInvalid", testPutAgentInvalid},
+		{"PutAgentReplaces", testPutAgentReplaces},
+		{"GetAgentNotFound", testGetAgentNotFound},
+		{"ListAgents", testListAgents},
+		{"SetAgentStatus", testSetAgentStatus},
+		{"TouchAgent", testTouchAgent},
+		{"AuthRequestRoundTrip", testAuthRequestRoundTrip},
+		{"PutAuthRequestInvalid", testPutAuthRequestInvalid},
+		{"PutAuthRequestReplaces", testPutAuthRequestReplaces},
+		{"AuthRequestCodeConflict", testAuthRequestCodeConflict},
+		{"GetAuthRequestNotFound", testGetAuthRequestNotFound},
+		{"DeleteAuthRequest", testDeleteAuthRequest},
+		{"DeleteExpiredAuthRequests", testDeleteExpiredAuthRequests},
+		{"RefreshTokenRoundTrip", testRefreshTokenRoundTrip},
+		{"PutRefreshTokenInvalid", testPutRefreshTokenInvalid},
+		{"PutRefreshTokenConflict", testPutRefreshTokenConflict},
+		{"UseRefreshToken", testUseRefreshToken},
+		{"UseRefreshTokenConcurrently", testUseRefreshTokenConcurrently},
+		{"RevokeTokenFamily", testRevokeTokenFamily},
+		{"SigningKeys", testSigningKeys},
+		{"PutSigningKeyInvalid", testPutSigningKeyInvalid},
+		{"IdentityRecordsAreCopied", testIdentityCopies},
 		{"ConcurrentHealthWriters", testConcurrentHealth},
 		{"ConcurrentCatalogWriters", testConcurrentCatalog},
 		{"CanceledContext", testCanceledContext},
@@ -652,6 +681,79 @@ func calls() []struct {
 			_, err := s.CatalogHistory(ctx, "a", store.KindTools, 10)
 			return err
 		}},
+		{"CreateUser", func(ctx context.Context, s store.Store) error { return s.CreateUser(ctx, user("u", "alice")) }},
+		{"UpdateUser", func(ctx context.Context, s store.Store) error { return s.UpdateUser(ctx, user("u", "alice")) }},
+		{"GetUser", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetUser(ctx, "u")
+			return err
+		}},
+		{"GetUserByUsername", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetUserByUsername(ctx, "alice")
+			return err
+		}},
+		{"GetUserBySubject", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetUserBySubject(ctx, "https://idp.example", "a")
+			return err
+		}},
+		{"ListUsers", func(ctx context.Context, s store.Store) error {
+			_, err := s.ListUsers(ctx)
+			return err
+		}},
+		{"CountUsers", func(ctx context.Context, s store.Store) error {
+			_, err := s.CountUsers(ctx)
+			return err
+		}},
+		{"PutAgent", func(ctx context.Context, s store.Store) error { return s.PutAgent(ctx, agent("a")) }},
+		{"GetAgent", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetAgent(ctx, "a")
+			return err
+		}},
+		{"ListAgents", func(ctx context.Context, s store.Store) error {
+			_, err := s.ListAgents(ctx)
+			return err
+		}},
+		{"SetAgentStatus", func(ctx context.Context, s store.Store) error {
+			return s.SetAgentStatus(ctx, "a", store.AgentSuspended)
+		}},
+		{"TouchAgent", func(ctx context.Context, s store.Store) error { return s.TouchAgent(ctx, "a", at(0)) }},
+		{"PutAuthRequest", func(ctx context.Context, s store.Store) error {
+			return s.PutAuthRequest(ctx, authRequest("r", "c"))
+		}},
+		{"GetAuthRequest", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetAuthRequest(ctx, "r")
+			return err
+		}},
+		{"GetAuthRequestByCode", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetAuthRequestByCode(ctx, "c")
+			return err
+		}},
+		{"DeleteAuthRequest", func(ctx context.Context, s store.Store) error { return s.DeleteAuthRequest(ctx, "r") }},
+		{"DeleteExpiredAuthRequests", func(ctx context.Context, s store.Store) error {
+			_, err := s.DeleteExpiredAuthRequests(ctx, at(0))
+			return err
+		}},
+		{"PutRefreshToken", func(ctx context.Context, s store.Store) error {
+			return s.PutRefreshToken(ctx, refreshToken("t", "f", at(time.Hour)))
+		}},
+		{"GetRefreshToken", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetRefreshToken(ctx, "t")
+			return err
+		}},
+		{"UseRefreshToken", func(ctx context.Context, s store.Store) error {
+			_, err := s.UseRefreshToken(ctx, "t", at(0))
+			return err
+		}},
+		{"RevokeTokenFamily", func(ctx context.Context, s store.Store) error {
+			return s.RevokeTokenFamily(ctx, "f", at(0))
+		}},
+		{"PutSigningKey", func(ctx context.Context, s store.Store) error {
+			return s.PutSigningKey(ctx, signingKey("k", at(0), at(time.Hour)))
+		}},
+		{"ListSigningKeys", func(ctx context.Context, s store.Store) error {
+			_, err := s.ListSigningKeys(ctx, at(0))
+			return err
+		}},
+		{"DeleteSigningKey", func(ctx context.Context, s store.Store) error { return s.DeleteSigningKey(ctx, "k") }},
 	}
 }
 

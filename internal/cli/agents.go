@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mandate-mcp/mandate/internal/store"
+)
+
+const agentsUsage = `usage:
+  mandate agents list           list agents
+  mandate agents show ID        every field of one agent, as JSON
+  mandate agents suspend ID     refuse the agent's tokens until it is resumed
+  mandate agents resume ID      accept them again
+
+Each also takes --config FILE and --data-dir DIR, as serve does.
+`
+
+func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, agentsUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "list":
+		return agentsList(ctx, args[1:], stdout, stderr)
+	case "show":
+		return agentsShow(ctx, args[1:], stdout, stderr)
+	case "suspend":
+		return agentsSetStatus(ctx, "suspend", store.AgentSuspended, args[1:], stdout, stderr)
+	case "resume":
+		return agentsSetStatus(ctx, "resume", store.AgentActive, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, agentsUsage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "mandate agents: unknown command %q\n\n%s", args[0], agentsUsage)
+	return errUsage
+}
+
+func agentsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, _, err := adminCommand{name: "agents list"}.parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := f.openAdminStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.ListAgents(ctx)
+	if err != nil {
+		return fmt.Errorf("list agents: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tREGISTRATION\tOWNER\tTRUST\tSTATUS\tFIRST SEEN\tLAST SEEN")
+	for _, a := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, orDash(a.Name), a.Registration, orDash(a.Owner),
+			a.TrustLevel, a.Status, formatTime(a.FirstSeen), formatTime(a.LastSeen))
+	}
+	return tw.Flush()
+}
+
+func agentsShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, pos, err := adminCommand{name: "agents show", args: []string{"ID"}}.parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := f.openAdminStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a, err := st.GetAgent(ctx, pos[0])
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no agent %q", pos[0])
+	}
+	if err != nil {
+		return fmt.Errorf("find agent %q: %w", pos[0], err)
+	}
+	out, err := json.MarshalIndent(agentView(a), "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	return err
+}
+
+func agentsSetStatus(ctx context.Context, verb, status string, args []string, stdout, stderr io.Writer) error {
+	f, pos, err := adminCommand{name: "agents " + verb, args: []string{"ID"}}.parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := f.openAdminStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	err = st.SetAgentStatus(ctx, pos[0], status)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no agent %q", pos[0])
+	}
+	if err != nil {
+		return fmt.Errorf("%s agent %q: %w", verb, pos[0], err)
+	}
+	fmt.Fprintf(stdout, "agent %s: %s\n", pos[0], status)
+	return nil
+}
+
+// agentJSON is what "agents show" prints: every field of store.Agent under
+// a stable snake_case name, with every key present (null when unset) so
+// that scripts need not guess. The secret hash is only said to exist: it is
+// the one field that helps an offline guess at the client's secret.
+type agentJSON struct {
+	ID           string          `json:"id"`
+	Name         string          `json:"name"`
+	Registration string          `json:"registration"`
+	Owner        string          `json:"owner"`
+	TrustLevel   string          `json:"trust_level"`
+	Status       string          `json:"status"`
+	RedirectURIs []string        `json:"redirect_uris"`
+	GrantTypes   []string        `json:"grant_types"`
+	AuthMethod   string          `json:"auth_method"`
+	SecretHash   *string         `json:"secret_hash"`
+	JWKS         json.RawMessage `json:"jwks"`
+	JWKSURL      string          `json:"jwks_url"`
+	Scopes       []string        `json:"scopes"`
+	Metadata     json.RawMessage `json:"metadata"`
+	CreatedAt    *time.Time      `json:"created_at"`
+	FirstSeen    *time.Time      `json:"first_seen"`
+	LastSeen     *time.Time      `json:"last_seen"`
+}
+
+// redacted stands in for a secret hash in output.
+const redacted = "[redacted]"
+
+func agentView(a store.Agent) agentJSON {
+	v := agentJSON{
+		ID: a.ID, Name: a.Name, Registration: a.Registration, Owner: a.Owner,
+		TrustLevel: a.TrustLevel, Status: a.Status,
+		RedirectURIs: nonNil(a.RedirectURIs), GrantTypes: nonNil(a.GrantTypes),
+		AuthMethod: a.AuthMethod, JWKS: rawJSON(a.JWKS), JWKSURL: a.JWKSURL,
+		Scopes: nonNil(a.Scopes), Metadata: rawJSON(a.Metadata),
+		CreatedAt: timeOrNil(a.CreatedAt), FirstSeen: timeOrNil(a.FirstSeen), LastSeen: timeOrNil(a.LastSeen),
+	}
+	if a.SecretHash != "" {
+		v.SecretHash = new(redacted)
+	}
+	return v
+}
+
+// rawJSON embeds stored JSON as it is. The store only keeps valid JSON;
+// anything else is shown as a string rather than breaking the output.
+func rawJSON(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
