@@ -29,8 +29,10 @@ func TestMain(m *testing.M) {
 }
 
 // demoUpstream configures the test binary itself, through ${self}, as the
-// stdio upstream "demo".
-const demoUpstream = `upstreams:
+// stdio upstream "demo", with authentication off: these tests are about
+// serving, not about tokens.
+const demoUpstream = `auth: {mode: none}
+upstreams:
   - id: demo
     stdio:
       command: "${self}"

@@ -22,7 +22,7 @@ func startMandate(t *testing.T, config string) string {
 	bin := BuildGoBinary(t, "./cmd/mandate")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mandate.yaml")
-	config = "data_dir: " + filepath.Join(dir, "data") + "\n" + config
+	config = withDefaults(dir, config)
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +37,22 @@ func writeConfig(t *testing.T, config string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mandate.yaml")
-	config = "data_dir: " + filepath.Join(dir, "data") + "\n" + config
+	config = withDefaults(dir, config)
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// withDefaults gives a test config its own data_dir and, unless it has an
+// auth section, `auth: none`: the proxy tests check MCP behaviour, and the
+// conformance suite and the plain SDK clients carry no token.
+func withDefaults(dir, config string) string {
+	head := "data_dir: " + filepath.Join(dir, "data") + "\n"
+	if !strings.Contains(config, "\nauth:") && !strings.HasPrefix(config, "auth:") {
+		head += "auth: {mode: none}\n"
+	}
+	return head + config
 }
 
 func requireAllPass(t *testing.T, res Result, direct int) {
