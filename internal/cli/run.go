@@ -153,6 +153,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, f.verbose)
+	// Libraries that log through slog's default logger (the OAuth library)
+	// get the same handler, so every line has one format.
+	slog.SetDefault(log)
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -180,19 +183,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer rt.close()
-	fe := frontend.New(frontend.Options{
-		Gateway: rt.gw, Listen: cfg.Listen,
-		AllowedHosts: cfg.HTTP.AllowedHosts, AllowedOrigins: cfg.HTTP.AllowedOrigins,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, SessionTimeout: cfg.HTTP.SessionTimeout,
-		MaxSessionsPerClient: cfg.HTTP.MaxSessionsPerClient, Log: log,
-	})
+	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer auth.close()
+	fopts := auth.front
+	fopts.Gateway, fopts.Listen, fopts.Log = rt.gw, cfg.Listen, log
+	fopts.AllowedHosts, fopts.AllowedOrigins = cfg.HTTP.AllowedHosts, cfg.HTTP.AllowedOrigins
+	fopts.MaxBodyBytes, fopts.SessionTimeout = cfg.HTTP.MaxBodyBytes, cfg.HTTP.SessionTimeout
+	fopts.MaxSessionsPerClient = cfg.HTTP.MaxSessionsPerClient
+	fe := frontend.New(fopts)
 	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	go fe.Run(runCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("mandate serving", "url", "http://"+ln.Addr().String()+"/mcp", "upstreams", len(cfg.Upstreams))
+	log.Info("mandate serving", "url", "http://"+ln.Addr().String()+"/mcp", "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode)
 	select {
 	case err := <-errc:
 		return err

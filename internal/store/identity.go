@@ -51,6 +51,9 @@ const (
 	RegistrationCIMD   = "cimd"   // a Client ID Metadata Document URL
 	RegistrationDCR    = "dcr"    // RFC 7591 dynamic registration
 	RegistrationConfig = "config" // pre-registered in the config file
+	// RegistrationExternal is an agent first seen in a token of a trusted
+	// external issuer (auth mode external); its issuer registered it.
+	RegistrationExternal = "external"
 )
 
 // Agent statuses.

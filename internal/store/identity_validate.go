@@ -50,7 +50,7 @@ func (a Agent) Validate() error {
 		return err
 	}
 	switch a.Registration {
-	case RegistrationCIMD, RegistrationDCR, RegistrationConfig:
+	case RegistrationCIMD, RegistrationDCR, RegistrationConfig, RegistrationExternal:
 	default:
 		return fmt.Errorf("%w: unknown agent registration %q", ErrInvalid, a.Registration)
 	}

@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mandate-mcp/mandate/internal/authn"
+	"github.com/mandate-mcp/mandate/internal/authserver"
+	"github.com/mandate-mcp/mandate/internal/authserver/assertion"
+	"github.com/mandate-mcp/mandate/internal/authserver/cimd"
+	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/mandate-mcp/mandate/internal/frontend"
+	"github.com/mandate-mcp/mandate/internal/identity"
+	"github.com/mandate-mcp/mandate/internal/store"
+)
+
+// authParts is what the configured authentication mode adds to the front
+// end, and what must be released at shutdown.
+type authParts struct {
+	front frontend.Options // Authenticate, RequiredScopes, InsufficientScope, Mount
+	close func()
+}
+
+// setupAuth builds authentication for cfg.Auth.Mode: the embedded
+// authorization server plus a resource server trusting it (default),
+// trusted external issuers, or nothing at all for `auth: none`.
+func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, console io.Writer) (*authParts, error) {
+	parts := &authParts{close: func() {}}
+	if cfg.Auth.Mode == config.AuthNone {
+		log.Warn("AUTHENTICATION IS OFF (auth: none): every request acts as the local user and agent; use this for local experiments only")
+		return parts, nil
+	}
+	resource := cfg.ResourceURL()
+	metaURL, err := authn.MetadataURL(resource)
+	if err != nil {
+		return nil, err
+	}
+	var issuers []authn.IssuerSpec
+	var servers []string
+	registerExternal := false
+	switch cfg.Auth.Mode {
+	case config.AuthExternal:
+		registerExternal = true
+		for _, is := range cfg.Auth.Issuers {
+			jwks := is.JWKSURL
+			if jwks == "" {
+				if jwks, err = discoverJWKS(ctx, is.Issuer); err != nil {
+					return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
+				}
+			}
+			aud := is.Audience
+			if aud == "" {
+				aud = resource
+			}
+			issuers = append(issuers, authn.IssuerSpec{
+				Issuer: is.Issuer, Keys: &authn.RemoteJWKS{URL: jwks}, Audience: aud,
+				Claims: claimMap(is.Claims), Method: identity.MethodExternal,
+			})
+			servers = append(servers, is.Issuer)
+		}
+	default:
+		as, err := embeddedServer(ctx, cfg, st, log)
+		if err != nil {
+			return nil, err
+		}
+		parts.close = func() { _ = as.Close() }
+		if err := as.EnsureAdmin(ctx, console); err != nil {
+			as.Close()
+			return nil, fmt.Errorf("bootstrap admin: %w", err)
+		}
+		issuers = append(issuers, authn.IssuerSpec{Issuer: cfg.Auth.PublicURL, Keys: as, Audience: resource})
+		servers = append(servers, cfg.Auth.PublicURL)
+		parts.front.Mount = map[string]http.Handler{}
+		for _, p := range as.Paths() {
+			parts.front.Mount[p] = as.Handler()
+		}
+	}
+	verifier := authn.NewJWTVerifier(authn.JWTOptions{Issuers: issuers})
+	opts := authn.Options{
+		Verify:              verifier.Verify,
+		ResourceMetadataURL: metaURL,
+		Scopes:              authn.BaselineScopes(),
+		AgentGate:           agentGate(st, registerExternal, log),
+		Log:                 log,
+	}
+	if parts.front.Mount == nil {
+		parts.front.Mount = map[string]http.Handler{}
+	}
+	prm := authn.MetadataHandler(authn.ProtectedResourceMetadata{
+		Resource: resource, AuthorizationServers: servers, ScopesSupported: authn.BaselineScopes(), ResourceName: "Mandate",
+	})
+	for _, p := range authn.MetadataPaths("/mcp") {
+		parts.front.Mount[p] = prm
+	}
+	parts.front.Authenticate = authn.Require(opts)
+	parts.front.RequiredScopes = authn.RequiredScopes
+	parts.front.InsufficientScope = func(w http.ResponseWriter, required []string) {
+		authn.WriteInsufficientScope(w, opts, required)
+	}
+	return parts, nil
+}
+
+// embeddedServer builds the embedded authorization server from the config
+// and registers the configured agents.
+func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*authserver.Server, error) {
+	sealer, err := authserver.NewFileSealer(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open key file: %w", err)
+	}
+	o := authserver.Options{
+		Issuer: cfg.Auth.PublicURL, Resource: cfg.ResourceURL(), Store: st,
+		AccessTTL: cfg.Auth.AccessTokenTTL, RefreshTTL: cfg.Auth.RefreshTokenTTL, KeyRotation: cfg.Auth.KeyRotation,
+		Sealer:               sealer,
+		DCR:                  authserver.DCR{Enabled: cfg.Auth.DCREnabled(), PerMinute: cfg.Auth.DCR.PerMinute},
+		TokenExchangeClients: cfg.Auth.TokenExchange.TrustedClients,
+		Log:                  log,
+	}
+	if cfg.Auth.CIMDEnabled() {
+		f := cimd.New(&cimd.Options{AllowHosts: cfg.Auth.CIMD.AllowHosts, AllowHTTP: cfg.Auth.CIMD.AllowHTTP,
+			Timeout: cfg.Auth.CIMD.Timeout, MaxBytes: cfg.Auth.CIMD.MaxBytes})
+		o.ResolveURLClient, o.FetchJWKS = authserver.CIMDClients(f)
+	}
+	if len(cfg.Auth.IDJAG) > 0 {
+		v := &assertion.Validator{Audience: cfg.Auth.PublicURL, Resource: cfg.ResourceURL(), Replay: assertion.NewMemoryReplayCache(100_000)}
+		for _, is := range cfg.Auth.IDJAG {
+			jwks := is.JWKSURL
+			if jwks == "" {
+				if jwks, err = discoverJWKS(ctx, is.Issuer); err != nil {
+					return nil, fmt.Errorf("id_jag issuer %s: %w", is.Issuer, err)
+				}
+			}
+			v.Issuers = append(v.Issuers, assertion.TrustedIssuer{Issuer: is.Issuer, Keys: &authn.RemoteJWKS{URL: jwks}})
+		}
+		o.Assertions = v
+	}
+	as, err := authserver.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	clients := make([]authserver.ConfigClient, 0, len(cfg.Auth.Clients))
+	for _, c := range cfg.Auth.Clients {
+		clients = append(clients, authserver.ConfigClient{
+			ID: c.ID, Name: c.Name, Secret: c.Secret, JWKSURL: c.JWKSURL, JWKS: c.JWKS,
+			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes, TrustLevel: c.TrustLevel,
+		})
+	}
+	if err := as.RegisterClients(ctx, clients); err != nil {
+		as.Close()
+		return nil, err
+	}
+	return as, nil
+}
+
+func claimMap(c config.ClaimMap) authn.ClaimMap {
+	return authn.ClaimMap{User: c.User, Agent: c.Agent, Email: c.Email, Groups: c.Groups, Scopes: c.Scopes}
+}
+
+// discoverJWKS reads an issuer's jwks_uri from its discovery document.
+func discoverJWKS(ctx context.Context, issuer string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, p := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(issuer, "/")+p, nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		var doc struct {
+			Issuer  string `json:"issuer"`
+			JWKSURI string `json:"jwks_uri"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc)
+		resp.Body.Close()
+		// The metadata must name the issuer it was fetched for (A-21).
+		if err == nil && resp.StatusCode == http.StatusOK && doc.Issuer == issuer && doc.JWKSURI != "" {
+			return doc.JWKSURI, nil
+		}
+	}
+	return "", errors.New("no discovery document names its jwks_uri (set jwks_url)")
+}
+
+// agentGate admits a verified principal only if its agent is registered
+// and active: suspending an agent denies its very next request, whatever
+// token it holds. Agents of trusted external issuers are registered on
+// first sight. First/last-seen times are written at most once a minute per
+// agent, so the gate costs one read per request.
+func agentGate(st store.AgentStore, registerExternal bool, log *slog.Logger) func(context.Context, *identity.Principal) error {
+	var mu sync.Mutex
+	touched := map[string]time.Time{}
+	return func(ctx context.Context, p *identity.Principal) error {
+		a, err := st.GetAgent(ctx, p.Agent)
+		switch {
+		case errors.Is(err, store.ErrNotFound) && registerExternal:
+			now := time.Now()
+			a = store.Agent{ID: p.Agent, Name: p.Agent, Registration: store.RegistrationExternal, Owner: p.Issuer,
+				TrustLevel: "standard", Status: store.AgentActive, AuthMethod: "none", CreatedAt: now}
+			if err := st.PutAgent(ctx, a); err != nil {
+				return fmt.Errorf("%w: register agent: %v", authn.ErrUnavailable, err)
+			}
+			log.Info("agent registered on first sight", "agent", p.Agent, "issuer", p.Issuer)
+		case errors.Is(err, store.ErrNotFound):
+			return errors.New("unknown agent")
+		case err != nil:
+			return fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
+		}
+		if a.Status != store.AgentActive {
+			return authn.ErrAgentSuspended
+		}
+		now := time.Now()
+		mu.Lock()
+		due := now.Sub(touched[p.Agent]) > time.Minute
+		if due {
+			touched[p.Agent] = now
+		}
+		mu.Unlock()
+		if due {
+			if err := st.TouchAgent(ctx, p.Agent, now); err != nil {
+				log.Warn("record agent last seen", "agent", p.Agent, "err", err)
+			}
+		}
+		return nil
+	}
+}
