@@ -24,6 +24,9 @@
 //	/oauth/revoke                             RFC 7009 revocation
 //	/register                                 RFC 7591 dynamic client registration
 //	/login, /consent                          the human's pages
+//	/login/federated, /login/federated/callback
+//	                                          sign-in through the upstream OpenID
+//	                                          provider, when Options.Federation is set
 //	/oauth/static/                            the pages' stylesheet
 package authserver
 
@@ -46,6 +49,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/mandate-mcp/mandate/internal/authserver/assertion"
+	"github.com/mandate-mcp/mandate/internal/authserver/federation"
 	"github.com/mandate-mcp/mandate/internal/store"
 )
 
@@ -137,6 +141,14 @@ type Options struct {
 	// enterprise-managed authorization) at the token endpoint's JWT-bearer
 	// grant; nil switches that grant off.
 	Assertions AssertionValidator
+	// Federation, if set, lets humans sign in through the organisation's
+	// OpenID provider as well as with a local password: the login page
+	// offers "Sign in with <issuer host>". Its RedirectURL must be
+	// Issuer+FederationCallbackPath, and its CookieKey shared by every
+	// replica (FileSealer.DeriveKey). A user is created at their first
+	// federated login, and their email and groups follow the provider's at
+	// every login. Nil means local accounts only.
+	Federation *federation.Provider
 	// Log receives the server's own diagnostics (default: discarded).
 	// zitadel/oidc logs through slog's default logger regardless.
 	Log *slog.Logger
@@ -181,6 +193,7 @@ type Server struct {
 	meta     http.Handler
 	handler  http.Handler
 	pages    *template.Template
+	fedLabel string // the login page's name for Options.Federation
 
 	dcrLimit         *limiter
 	loginLimit       *limiter
@@ -224,6 +237,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("authserver: %w", err)
 	}
 	s.pages = pages
+	if opts.Federation != nil {
+		s.fedLabel = federationLabel(opts.Federation)
+	}
 	if err := s.buildProtocol(); err != nil {
 		return nil, fmt.Errorf("authserver: %w", err)
 	}
@@ -319,10 +335,14 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Paths lists the path patterns Handler serves, for a composition root that
 // mounts them one by one on a shared mux.
 func (s *Server) Paths() []string {
-	return []string{
+	paths := []string{
 		wellKnownAS, wellKnownOIDC, authorizePath, tokenPath, keysPath, revokePath,
 		registerPath, loginPath, consentPath, staticPath,
 	}
+	if s.opts.Federation != nil {
+		paths = append(paths, federatedStartPath, FederationCallbackPath)
+	}
+	return paths
 }
 
 // Close stops the background cleanup. It does not close the store.

@@ -42,6 +42,10 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle(registerPath, publicCORS(http.HandlerFunc(s.handleRegister)))
 	mux.HandleFunc(loginPath, s.handleLogin)
 	mux.HandleFunc(consentPath, s.handleConsent)
+	if s.opts.Federation != nil {
+		mux.HandleFunc(federatedStartPath, s.handleFederatedStart)
+		mux.HandleFunc(FederationCallbackPath, s.handleFederatedCallback)
+	}
 	static, err := fs.Sub(templatesFS, "templates")
 	if err != nil {
 		panic(err) // the embedded directory exists by construction
@@ -280,6 +284,7 @@ func (s *Server) pending(ctx context.Context, id string) (store.AuthRequest, sto
 
 type loginPage struct {
 	ID, CSRF, ClientName, Username, Error string
+	Federation                            string // the provider's button label; empty without one
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -320,7 +325,7 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, p
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
 		return
 	}
-	p.CSRF = csrf
+	p.CSRF, p.Federation = csrf, s.fedLabel
 	s.render(w, status, "login", p)
 }
 

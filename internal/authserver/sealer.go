@@ -3,7 +3,9 @@ package authserver
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,7 @@ const sealVersion = 1
 // FileSealer is an AES-256-GCM Sealer keyed from a 32-byte file.
 type FileSealer struct {
 	aead cipher.AEAD
+	key  []byte // the file's key, for DeriveKey
 }
 
 var _ Sealer = (*FileSealer)(nil)
@@ -60,7 +63,20 @@ func newSealer(key []byte) (*FileSealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal key: %w", err)
 	}
-	return &FileSealer{aead: aead}, nil
+	return &FileSealer{aead: aead, key: key}, nil
+}
+
+// DeriveKey returns a 32-byte key for purpose, derived from the seal key
+// with HKDF-SHA256. It is for a component that seals values of its own,
+// such as the federated login cookie: every replica sharing the key file
+// derives the same key, so a login started on one replica finishes on
+// another, yet no two purposes share a key, and none is the sealer's.
+func (s *FileSealer) DeriveKey(purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, s.key, nil, "mandate authserver "+purpose, 32)
+	if err != nil {
+		panic(err) // HKDF-SHA256 fails only for lengths over 8160 bytes
+	}
+	return k
 }
 
 func loadOrCreateKey(dir string) ([]byte, error) {

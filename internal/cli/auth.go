@@ -16,6 +16,7 @@ import (
 	"github.com/mandate-mcp/mandate/internal/authserver"
 	"github.com/mandate-mcp/mandate/internal/authserver/assertion"
 	"github.com/mandate-mcp/mandate/internal/authserver/cimd"
+	"github.com/mandate-mcp/mandate/internal/authserver/federation"
 	"github.com/mandate-mcp/mandate/internal/config"
 	"github.com/mandate-mcp/mandate/internal/frontend"
 	"github.com/mandate-mcp/mandate/internal/identity"
@@ -140,6 +141,19 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log
 			v.Issuers = append(v.Issuers, assertion.TrustedIssuer{Issuer: is.Issuer, Keys: &authn.RemoteJWKS{URL: jwks}})
 		}
 		o.Assertions = v
+	}
+	if f := cfg.Auth.Federation; f != nil {
+		o.Federation, err = federation.New(ctx, federation.Options{
+			Issuer: f.Issuer, ClientID: f.ClientID, ClientSecret: f.ClientSecret, Scopes: f.Scopes,
+			RedirectURL: strings.TrimSuffix(cfg.Auth.PublicURL, "/") + authserver.FederationCallbackPath,
+			Claims:      federation.ClaimMap{User: f.Claims.User, Email: f.Claims.Email, Groups: f.Claims.Groups},
+			// Derived from the seal key, so that every replica sharing
+			// data_dir's key opens the login cookies of the others.
+			CookieKey: sealer.DeriveKey("federation login cookie"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth.federation: %w", err)
+		}
 	}
 	as, err := authserver.New(ctx, o)
 	if err != nil {
