@@ -32,7 +32,6 @@ package authserver
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"html/template"
@@ -51,6 +50,7 @@ import (
 	"github.com/mandate-mcp/mandate/internal/authserver/assertion"
 	"github.com/mandate-mcp/mandate/internal/authserver/federation"
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/users"
 )
 
 // AuthStore is the slice of the storage contract the authorization server
@@ -124,6 +124,11 @@ type Options struct {
 	// mcp:tools mcp:prompts mcp:resources). Anything else is dropped from
 	// requests.
 	ScopesSupported []string
+	// ExplicitScopes are supported scopes that are never granted by default
+	// and that self-registered agents (DCR, CIMD) can never hold: only an
+	// agent pre-registered with the scope in its ceiling may ask for it,
+	// and a human must still consent. mandate:admin is one.
+	ExplicitScopes []string
 	// TokenExchangeClients are the client ids allowed to use RFC 8693 token
 	// exchange (default none: the grant is off).
 	TokenExchangeClients []string
@@ -374,53 +379,13 @@ func (s *Server) janitor(ctx context.Context) {
 	}
 }
 
-// EnsureAdmin creates the user "admin" with a random 20-character password
-// when the store has no users at all, and prints the password to w — the
-// only time it is ever shown; only its hash is stored. With any user
-// present it does nothing. Two replicas racing here create one admin: the
-// loser's CreateUser conflicts and it prints nothing.
+// EnsureAdmin gives a fresh installation its first account, as
+// users.EnsureAdmin does: with no user in the store it creates "admin", in
+// the group "admin", and prints its random password to w, the only time it
+// is ever shown. With any user present it does nothing.
 func (s *Server) EnsureAdmin(ctx context.Context, w io.Writer) error {
-	n, err := s.store.CountUsers(ctx)
-	if err != nil {
+	if _, err := users.EnsureAdmin(ctx, s.store, w); err != nil {
 		return fmt.Errorf("ensure admin: %w", err)
 	}
-	if n > 0 {
-		return nil
-	}
-	password := randomPassword(20)
-	hash, err := hashPassword(password)
-	if err != nil {
-		return fmt.Errorf("ensure admin: %w", err)
-	}
-	u := store.User{ID: newID("usr_"), Username: "admin", PasswordHash: hash, CreatedAt: s.now()}
-	if err := s.store.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return nil
-		}
-		return fmt.Errorf("ensure admin: %w", err)
-	}
-	_, err = fmt.Fprintf(w, "mandate: created user %q with password %s\n"+
-		"mandate: this password is shown only once; store it now\n", u.Username, password)
-	return err
-}
-
-const passwordAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-
-// randomPassword returns n characters drawn uniformly (rejection sampling)
-// from an alphabet without look-alikes.
-func randomPassword(n int) string {
-	out := make([]byte, 0, n)
-	buf := make([]byte, 64)
-	limit := 256 - 256%len(passwordAlphabet)
-	for len(out) < n {
-		if _, err := rand.Read(buf); err != nil {
-			panic(err) // crypto/rand never fails on supported platforms
-		}
-		for _, b := range buf {
-			if int(b) < limit && len(out) < n {
-				out = append(out, passwordAlphabet[int(b)%len(passwordAlphabet)])
-			}
-		}
-	}
-	return string(out)
+	return nil
 }

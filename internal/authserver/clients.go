@@ -75,6 +75,8 @@ func (s *Server) resolveURLClient(ctx context.Context, id string) (store.Agent, 
 		return store.Agent{}, fmt.Errorf("client metadata document names client_id %q, not its URL", a.ID)
 	}
 	a.Registration = store.RegistrationCIMD
+	// A document is the agent's own claim: it cannot reach explicit scopes.
+	a.Scopes = s.selfRegisteredScopes(a.Scopes)
 	if a.Status == "" {
 		a.Status = store.AgentActive
 	}
@@ -121,7 +123,7 @@ func (s *Server) grantTypes(a store.Agent) []oidc.GrantType {
 // allowedScopes is the agent's ceiling within the supported scopes.
 func (s *Server) allowedScopes(a store.Agent) []string {
 	if len(a.Scopes) == 0 {
-		return slices.Clone(s.scopes)
+		return s.defaultScopes()
 	}
 	var out []string
 	for _, sc := range s.scopes {
@@ -364,4 +366,27 @@ func checkRedirectURI(s string) error {
 		return fmt.Errorf("scheme %q is not allowed", u.Scheme)
 	}
 	return nil
+}
+
+// defaultScopes are the supported scopes minus the explicit ones: what an
+// agent gets when nobody named its scopes.
+func (s *Server) defaultScopes() []string {
+	return slices.DeleteFunc(slices.Clone(s.scopes), func(sc string) bool { return slices.Contains(s.opts.ExplicitScopes, sc) })
+}
+
+// selfRegisteredScopes is the ceiling of an agent that registered itself
+// (DCR, CIMD): what it asked for within the default scopes, or the default
+// scopes when it asked for nothing. It can never reach an explicit scope.
+func (s *Server) selfRegisteredScopes(requested []string) []string {
+	def := s.defaultScopes()
+	if len(requested) == 0 {
+		return def
+	}
+	var out []string
+	for _, sc := range requested {
+		if slices.Contains(def, sc) && !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/store/memory"
+	"github.com/mandate-mcp/mandate/internal/users"
 )
 
 // env is one authorization server on a loopback httptest listener, with a
@@ -108,7 +109,7 @@ func (e *env) seed() {
 	e.t.Helper()
 	userHashOnce.Do(func() {
 		var err error
-		if userHash, err = hashPassword(testPassword); err != nil {
+		if userHash, err = users.HashPassword(testPassword); err != nil {
 			panic(err)
 		}
 		if secretHash, err = hashSecret(agentSecret); err != nil {

@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/store/memory"
+	"github.com/mandate-mcp/mandate/internal/users"
 )
 
 func TestKeyRotation(t *testing.T) {
@@ -109,8 +111,11 @@ func TestEnsureAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(u.PasswordHash, "$argon2id$") || strings.Contains(u.PasswordHash, password) || !verifyPassword(u.PasswordHash, password) {
+	if !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=19456,t=2,p=1$") || strings.Contains(u.PasswordHash, password) || !verifyPassword(u.PasswordHash, password) {
 		t.Fatalf("stored hash %q does not verify the printed password", u.PasswordHash)
+	}
+	if !slices.Equal(u.Groups, []string{"admin"}) || u.Disabled {
+		t.Fatalf("admin has groups %q, disabled %v; want [admin], false", u.Groups, u.Disabled)
 	}
 	out.Reset()
 	if err := s.EnsureAdmin(ctx, &out); err != nil || out.Len() != 0 {
@@ -189,16 +194,29 @@ func TestFileSealer(t *testing.T) {
 	}
 }
 
+// TestPasswordHash checks the adapters over package users: human
+// passwords get the human parameters, client secrets the cheap ones, and a
+// hash that cannot be verified never matches.
 func TestPasswordHash(t *testing.T) {
-	h, err := hashPassword("pw")
+	h, err := users.HashPassword("pw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
-		t.Errorf("hash %q", h)
+		t.Errorf("password hash %q", h)
 	}
 	if !verifyPassword(h, "pw") || verifyPassword(h, "pW") || verifyPassword(h, "") {
 		t.Error("verification wrong")
+	}
+	if !verifyPassword(dummyHash(), "mandate: no such user") || !strings.HasPrefix(dummyHash(), "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Errorf("dummy hash %q does not cost what a password does", dummyHash())
+	}
+	s, err := hashSecret("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s, "$argon2id$v=19$m=1024,t=1,p=1$") || !verifyPassword(s, "secret") || verifyPassword(s, "Secret") {
+		t.Errorf("secret hash %q", s)
 	}
 	for _, bad := range []string{
 		"", "pw", "$argon2i$v=19$m=16,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
@@ -208,9 +226,6 @@ func TestPasswordHash(t *testing.T) {
 		if verifyPassword(bad, "pw") {
 			t.Errorf("malformed hash %q verified", bad)
 		}
-	}
-	if p := randomPassword(20); len(p) != 20 || strings.ContainsAny(p, "0O1lI") {
-		t.Errorf("random password %q", p)
 	}
 }
 

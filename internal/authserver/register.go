@@ -217,18 +217,9 @@ func (s *Server) newRegistration(req registration) (store.Agent, registration, s
 		reg.JWKS = nil
 	}
 
-	var scopes []string
-	if reg.Scope != "" {
-		for _, sc := range strings.Fields(reg.Scope) {
-			if slices.Contains(s.scopes, sc) && !slices.Contains(scopes, sc) {
-				scopes = append(scopes, sc)
-			}
-		}
-		if len(scopes) == 0 {
-			return store.Agent{}, reg, "", badMetadata("none of the requested scopes is supported")
-		}
-	} else {
-		scopes = slices.Clone(s.scopes)
+	scopes := s.selfRegisteredScopes(strings.Fields(reg.Scope))
+	if len(scopes) == 0 {
+		return store.Agent{}, reg, "", badMetadata("none of the requested scopes is supported")
 	}
 	reg.Scope = strings.Join(scopes, " ")
 

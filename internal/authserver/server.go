@@ -132,8 +132,9 @@ func (o *oauthServer) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.
 	}
 	if len(d.Scopes) == 0 {
 		// RFC 6749 §3.3 lets the server apply a default; zitadel would
-		// refuse an empty scope.
-		d.Scopes = s.allowedScopes(a)
+		// refuse an empty scope. The default never includes an explicit
+		// scope, even one in the agent's ceiling.
+		d.Scopes = slices.DeleteFunc(s.allowedScopes(a), func(sc string) bool { return slices.Contains(s.opts.ExplicitScopes, sc) })
 	}
 	return &op.ClientRequest[oidc.AuthRequest]{Request: r, Client: &client{agent: a, s: s}}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/mandate-mcp/mandate/internal/store"
@@ -54,7 +53,7 @@ func (s *Server) RegisterClients(ctx context.Context, clients []ConfigClient) er
 			a.TrustLevel = "standard"
 		}
 		if len(a.Scopes) == 0 {
-			a.Scopes = slices.Clone(s.scopes)
+			a.Scopes = s.defaultScopes()
 		}
 		switch {
 		case c.Secret != "":

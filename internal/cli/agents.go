@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/web"
 )
 
 const agentsUsage = `usage:
@@ -66,6 +66,8 @@ func agentsList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return tw.Flush()
 }
 
+// agentsShow prints web.ViewAgent, the representation the admin API
+// answers with too.
 func agentsShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f, pos, err := adminCommand{name: "agents show", args: []string{"ID"}}.parse(args, stderr)
 	if err != nil {
@@ -83,7 +85,7 @@ func agentsShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("find agent %q: %w", pos[0], err)
 	}
-	out, err := json.MarshalIndent(agentView(a), "", "  ")
+	out, err := json.MarshalIndent(web.ViewAgent(a), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -110,74 +112,4 @@ func agentsSetStatus(ctx context.Context, verb, status string, args []string, st
 	}
 	fmt.Fprintf(stdout, "agent %s: %s\n", pos[0], status)
 	return nil
-}
-
-// agentJSON is what "agents show" prints: every field of store.Agent under
-// a stable snake_case name, with every key present (null when unset) so
-// that scripts need not guess. The secret hash is only said to exist: it is
-// the one field that helps an offline guess at the client's secret.
-type agentJSON struct {
-	ID           string          `json:"id"`
-	Name         string          `json:"name"`
-	Registration string          `json:"registration"`
-	Owner        string          `json:"owner"`
-	TrustLevel   string          `json:"trust_level"`
-	Status       string          `json:"status"`
-	RedirectURIs []string        `json:"redirect_uris"`
-	GrantTypes   []string        `json:"grant_types"`
-	AuthMethod   string          `json:"auth_method"`
-	SecretHash   *string         `json:"secret_hash"`
-	JWKS         json.RawMessage `json:"jwks"`
-	JWKSURL      string          `json:"jwks_url"`
-	Scopes       []string        `json:"scopes"`
-	Metadata     json.RawMessage `json:"metadata"`
-	CreatedAt    *time.Time      `json:"created_at"`
-	FirstSeen    *time.Time      `json:"first_seen"`
-	LastSeen     *time.Time      `json:"last_seen"`
-}
-
-// redacted stands in for a secret hash in output.
-const redacted = "[redacted]"
-
-func agentView(a store.Agent) agentJSON {
-	v := agentJSON{
-		ID: a.ID, Name: a.Name, Registration: a.Registration, Owner: a.Owner,
-		TrustLevel: a.TrustLevel, Status: a.Status,
-		RedirectURIs: nonNil(a.RedirectURIs), GrantTypes: nonNil(a.GrantTypes),
-		AuthMethod: a.AuthMethod, JWKS: rawJSON(a.JWKS), JWKSURL: a.JWKSURL,
-		Scopes: nonNil(a.Scopes), Metadata: rawJSON(a.Metadata),
-		CreatedAt: timeOrNil(a.CreatedAt), FirstSeen: timeOrNil(a.FirstSeen), LastSeen: timeOrNil(a.LastSeen),
-	}
-	if a.SecretHash != "" {
-		v.SecretHash = new(redacted)
-	}
-	return v
-}
-
-// rawJSON embeds stored JSON as it is. The store only keeps valid JSON;
-// anything else is shown as a string rather than breaking the output.
-func rawJSON(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	if json.Valid(b) {
-		return b
-	}
-	s, _ := json.Marshal(string(b))
-	return s
-}
-
-func nonNil(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
-}
-
-func timeOrNil(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }

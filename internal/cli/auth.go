@@ -21,6 +21,7 @@ import (
 	"github.com/mandate-mcp/mandate/internal/frontend"
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/web"
 )
 
 // authParts is what the configured authentication mode adds to the front
@@ -84,6 +85,10 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 			parts.front.Mount[p] = as.Handler()
 		}
 	}
+	localIssuer := ""
+	if cfg.Auth.Mode != config.AuthExternal {
+		localIssuer = cfg.Auth.PublicURL
+	}
 	verifier := authn.NewJWTVerifier(authn.JWTOptions{Issuers: issuers})
 	opts := authn.Options{
 		Verify:              verifier.Verify,
@@ -101,6 +106,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 	for _, p := range authn.MetadataPaths("/mcp") {
 		parts.front.Mount[p] = prm
 	}
+	parts.front.Mount[web.AdminAPIPath] = adminAPI(opts, st, localIssuer, log)
 	parts.front.Authenticate = authn.Require(opts)
 	parts.front.RequiredScopes = authn.RequiredScopes
 	parts.front.InsufficientScope = func(w http.ResponseWriter, required []string) {
@@ -122,7 +128,14 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log
 		Sealer:               sealer,
 		DCR:                  authserver.DCR{Enabled: cfg.Auth.DCREnabled(), PerMinute: cfg.Auth.DCR.PerMinute},
 		TokenExchangeClients: cfg.Auth.TokenExchange.TrustedClients,
-		Log:                  log,
+		// The admin scope can be issued, but it is left out of /mcp's
+		// resource metadata, which MCP clients read to choose what to ask
+		// for.
+		ScopesSupported: append(authn.BaselineScopes(), web.ScopeAdmin),
+		// Only agents pre-registered with mandate:admin in their scopes may
+		// ask for it; it is never a default and never self-registered.
+		ExplicitScopes: []string{web.ScopeAdmin},
+		Log:            log,
 	}
 	if cfg.Auth.CIMDEnabled() {
 		f := cimd.New(&cimd.Options{AllowHosts: cfg.Auth.CIMD.AllowHosts, AllowHTTP: cfg.Auth.CIMD.AllowHTTP,
@@ -171,6 +184,23 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log
 		return nil, err
 	}
 	return as, nil
+}
+
+// adminAPI is the admin JSON API as mounted at web.AdminAPIPath. It sits
+// behind the same authentication as /mcp — the same verifier and the same
+// agent gate, so a suspended agent cannot administer either — except that
+// a request without a token is challenged for web.ScopeAdmin rather than
+// the MCP scopes. localIssuer is the embedded server's issuer, "" in
+// external mode.
+func adminAPI(opts authn.Options, st store.Store, localIssuer string, log *slog.Logger) http.Handler {
+	opts.Scopes = []string{web.ScopeAdmin}
+	api := web.NewAdminAPI(web.AdminOptions{
+		Store: st, LocalIssuer: localIssuer, Log: log,
+		InsufficientScope: func(w http.ResponseWriter, required []string) {
+			authn.WriteInsufficientScope(w, opts, required)
+		},
+	})
+	return authn.Require(opts)(api)
 }
 
 func claimMap(c config.ClaimMap) authn.ClaimMap {

@@ -13,16 +13,32 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// Parameters of new hashes: the memory and passes of RFC 9106's second
-// recommended option (64 MiB, 3 passes) with two lanes instead of four, so
-// that a login costs two cores, not four. Stored hashes carry their own
-// parameters, so raising these later leaves old hashes verifiable.
+// Parameters of new password hashes: OWASP's argon2id baseline (19 MiB,
+// 2 passes, 1 lane). A human's login runs one verification inside a flow
+// whose whole time budget is 300 ms, on the machine that also proxies MCP
+// traffic, and several logins may arrive at once; these costs keep one
+// verification to about 20 ms on one core of a current server CPU, while
+// every guess against a stolen hash still costs 19 MiB of memory. Stored
+// hashes carry their own parameters, so changing these leaves old hashes
+// (such as the 64 MiB, 3-pass ones of earlier releases) verifiable.
 const (
-	hashMemory  = 64 * 1024 // KiB
-	hashTime    = 3
-	hashThreads = 2
+	hashMemory  = 19 * 1024 // KiB
+	hashTime    = 2
+	hashThreads = 1
 	saltLen     = 16
 	keyLen      = 32
+)
+
+// Parameters of secret hashes (HashSecret): 1 MiB and 1 pass, about 1 ms.
+// A slow hash protects low-entropy secrets, the kind humans choose; a
+// secret Mandate generates has 256 random bits, so a stolen hash cannot be
+// reversed by guessing whatever one guess costs. The cheap
+// parameters matter because a confidential agent's secret is verified on
+// every one of its token requests.
+const (
+	secretMemory  = 1024 // KiB
+	secretTime    = 1
+	secretThreads = 1
 )
 
 // Bounds on the parameters VerifyPassword accepts. A hash is read from the
@@ -67,20 +83,33 @@ func CheckPassword(pw string) error {
 	return nil
 }
 
-// HashPassword returns an argon2id hash of pw in PHC string format,
-// "$argon2id$v=19$m=65536,t=3,p=2$<salt>$<key>", with a fresh 16-byte salt
-// and a 32-byte key, both in unpadded standard base64.
+// HashPassword returns an argon2id hash of a human's password pw in PHC
+// string format, "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>", with a
+// fresh 16-byte salt and a 32-byte key, both in unpadded standard base64.
 func HashPassword(pw string) (string, error) {
+	return hash(params{memory: hashMemory, time: hashTime, threads: hashThreads}, pw)
+}
+
+// HashSecret returns an argon2id hash, in the format of HashPassword but
+// with cheap parameters, of a secret Mandate generated itself with at
+// least 256 bits of entropy (an agent's client secret). It must never hash
+// anything a human chose: that is what HashPassword is for. VerifyPassword
+// checks both kinds.
+func HashSecret(secret string) (string, error) {
+	return hash(params{memory: secretMemory, time: secretTime, threads: secretThreads}, secret)
+}
+
+func hash(p params, pw string) (string, error) {
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
-	p := params{memory: hashMemory, time: hashTime, threads: hashThreads}
 	return encodeHash(p, salt, derive(p, pw, salt, keyLen)), nil
 }
 
-// VerifyPassword reports whether pw matches hash, a string HashPassword
-// made (or another argon2id PHC string within sane bounds). The comparison
+// VerifyPassword reports whether pw matches hash, a string HashPassword or
+// HashSecret made (or another argon2id PHC string within sane bounds); the
+// parameters are read from the hash. The comparison
 // takes the same time wherever the keys differ. A wrong password is (false,
 // nil); a hash that cannot be verified is (false, ErrMalformedHash), so a
 // caller can tell a typo from a broken record and log the latter.

@@ -10,7 +10,7 @@ import (
 
 // phcPattern is the shape of every hash HashPassword makes: 16-byte salt
 // (22 base64 characters) and 32-byte key (43).
-var phcPattern = regexp.MustCompile(`^\$argon2id\$v=19\$m=65536,t=3,p=2\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
+var phcPattern = regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
 
 func TestHashPassword(t *testing.T) {
 	const pw = "correct horse battery staple"
@@ -34,8 +34,8 @@ func TestHashPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p != (params{memory: 65536, time: 3, threads: 2}) || len(salt) != 16 || len(key) != 32 {
-		t.Errorf("decoded %+v, %d-byte salt, %d-byte key; want m=65536 t=3 p=2, 16, 32", p, len(salt), len(key))
+	if p != (params{memory: 19456, time: 2, threads: 1}) || len(salt) != 16 || len(key) != 32 {
+		t.Errorf("decoded %+v, %d-byte salt, %d-byte key; want m=19456 t=2 p=1, 16, 32", p, len(salt), len(key))
 	}
 
 	for _, tt := range []struct {
@@ -55,9 +55,40 @@ func TestHashPassword(t *testing.T) {
 	}
 }
 
+// TestHashSecret checks that generated secrets get the cheap parameters,
+// and only those, and that VerifyPassword checks them.
+func TestHashSecret(t *testing.T) {
+	const secret = "c2VjcmV0LXdpdGgtMjU2LWJpdHMtb2YtZW50cm9weS4"
+	h, err := HashSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, salt, key, err := decodeHash(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != (params{memory: 1024, time: 1, threads: 1}) || len(salt) != 16 || len(key) != 32 {
+		t.Errorf("decoded %+v, %d-byte salt, %d-byte key; want m=1024 t=1 p=1, 16, 32", p, len(salt), len(key))
+	}
+	if again, _ := HashSecret(secret); again == h {
+		t.Errorf("two hashes of one secret are equal (%s): the salt is not random", h)
+	}
+	for _, tt := range []struct {
+		secret string
+		want   bool
+	}{{secret, true}, {secret[1:], false}, {"", false}} {
+		if got, err := VerifyPassword(h, tt.secret); err != nil || got != tt.want {
+			t.Errorf("VerifyPassword(h, %q) = %v, %v; want %v, nil", tt.secret, got, err, tt.want)
+		}
+	}
+}
+
 // TestVerifyPasswordKnownAnswers pins verification against hashes made
-// elsewhere: one from an earlier HashPassword, so a change of format or
-// parameters cannot lock existing users out, and the argon2 reference
+// elsewhere: one from an earlier HashPassword (64 MiB, 3 passes, 2 lanes),
+// so a change of format or parameters cannot lock existing users out; the
+// password and the client secret hashes of the authorization server's
+// former copy of this code, so that accounts and confidential agents it
+// stored keep working; and the argon2 reference
 // implementation's test vector for argon2id ("password", "somesalt", t=2,
 // m=64 KiB, p=2, 24-byte tag), so the parameters are read from the hash and
 // not assumed.
@@ -69,6 +100,16 @@ func TestVerifyPasswordKnownAnswers(t *testing.T) {
 			name: "earlier HashPassword",
 			hash: "$argon2id$v=19$m=65536,t=3,p=2$yLQe5gJ0CxZ0+t4WnvNZ3Q$PXSxWFyQqeMGIWHzLkiBo0Rhy6d3ySzBRbpukpylGKI",
 			pw:   "correct horse battery staple",
+		},
+		{
+			name: "former authorization server password",
+			hash: "$argon2id$v=19$m=19456,t=2,p=1$jgTgSWc+ezaraonwiv+pzw$xl0jbeDcI2cC9xkmVl8ezTTbdXgJk2rVUXUSPMqxDbQ",
+			pw:   "correct horse battery staple",
+		},
+		{
+			name: "former authorization server client secret",
+			hash: "$argon2id$v=19$m=1024,t=1,p=1$61e9ijO1L+4wRKxA34gfiQ$eBnZexYhga3H1y6HJ0wUzRHLRftMf1lbJHDZXuy/66Y",
+			pw:   "generated-secret-0123456789abcdef",
 		},
 		{
 			name: "reference vector",

@@ -1,6 +1,8 @@
 // Package users manages Mandate's local accounts: how their passwords are
 // hashed and checked, how one is added, and the first administrator of a
-// fresh installation. It works on any store.UserStore it is given.
+// fresh installation. It is also the one place where Mandate hashes and
+// checks any secret, so the authorization server's client secrets are
+// hashed here too. It works on any store it is given.
 package users
 
 import (
@@ -21,6 +23,21 @@ import (
 
 // AdminUsername is the name of the account EnsureAdmin creates.
 const AdminUsername = "admin"
+
+// AdminGroup is the group whose members may administer Mandate (the admin
+// API). EnsureAdmin puts the first account in it.
+const AdminGroup = "admin"
+
+// Creator is the part of the user store that Add and EnsureAdmin need, so
+// that a component holding only a slice of the storage contract (the
+// authorization server) can use them.
+type Creator interface {
+	CreateUser(ctx context.Context, u store.User) error
+	CountUsers(ctx context.Context) (int, error)
+}
+
+// Interface guard.
+var _ Creator = (store.UserStore)(nil)
 
 // adminPasswordLength is the length of the generated first password: 20
 // characters from a 57-character alphabet, about 116 bits.
@@ -72,7 +89,7 @@ func (s Spec) Check() error {
 
 // Add creates the local account s with a random 128-bit hex ID. A taken
 // username gives an error wrapping store.ErrConflict.
-func Add(ctx context.Context, us store.UserStore, s Spec) (store.User, error) {
+func Add(ctx context.Context, us Creator, s Spec) (store.User, error) {
 	if err := s.Check(); err != nil {
 		return store.User{}, err
 	}
@@ -98,11 +115,12 @@ func Add(ctx context.Context, us store.UserStore, s Spec) (store.User, error) {
 }
 
 // EnsureAdmin gives a fresh installation its first account: when the store
-// has no users at all, it creates AdminUsername with a random password and
-// writes that password to w, the only place it ever appears. It reports
-// whether it created the account. Replicas starting together may all call
-// it; the one that loses the race for the username creates nothing.
-func EnsureAdmin(ctx context.Context, us store.UserStore, w io.Writer) (created bool, err error) {
+// has no users at all, it creates AdminUsername, in AdminGroup, with a
+// random password and writes that password to w, the only place it ever
+// appears; only its hash is stored. It reports whether it created the
+// account. Replicas starting together may all call it; the one that loses
+// the race for the username creates nothing.
+func EnsureAdmin(ctx context.Context, us Creator, w io.Writer) (created bool, err error) {
 	n, err := us.CountUsers(ctx)
 	if err != nil {
 		return false, fmt.Errorf("count users: %w", err)
@@ -111,7 +129,7 @@ func EnsureAdmin(ctx context.Context, us store.UserStore, w io.Writer) (created 
 		return false, nil
 	}
 	pw := randomPassword(adminPasswordLength)
-	u, err := Add(ctx, us, Spec{Username: AdminUsername, Password: pw})
+	u, err := Add(ctx, us, Spec{Username: AdminUsername, Groups: []string{AdminGroup}, Password: pw})
 	if errors.Is(err, store.ErrConflict) {
 		return false, nil
 	}

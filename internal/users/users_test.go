@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,6 +130,9 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 	if ok, err := users.VerifyPassword(u.PasswordHash, m[1]); err != nil || !ok {
 		t.Errorf("the printed password does not verify: %v, %v", ok, err)
+	}
+	if !slices.Equal(u.Groups, []string{users.AdminGroup}) || u.Disabled {
+		t.Errorf("admin has groups %q, disabled %v; want [%s], false", u.Groups, u.Disabled, users.AdminGroup)
 	}
 
 	out.Reset()
