@@ -162,7 +162,7 @@ func (st *opStorage) ValidateTokenExchangeRequest(ctx context.Context, req op.To
 			available = append(available, sc)
 		}
 	}
-	scopes, err := narrowScopes(req.GetScopes(), available)
+	scopes, err := s.narrowScopes(req.GetScopes(), available)
 	if err != nil {
 		return err
 	}

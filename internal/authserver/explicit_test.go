@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"testing"
 )
@@ -42,5 +43,22 @@ func TestExplicitScopes(t *testing.T) {
 	plain, err := e.store.GetAgent(ctx, "plain")
 	if err != nil || slices.Contains(plain.Scopes, admin) {
 		t.Fatalf("a pre-registered agent without scopes got the admin scope by default: %v %v", plain.Scopes, err)
+	}
+
+	// client_credentials: a request naming no scope never gets the explicit
+	// one, even when the agent's ceiling holds it; naming it does.
+	if err := e.srv.RegisterClients(ctx, []ConfigClient{{ID: "ops-bot", Name: "Ops bot", Secret: "a-long-enough-test-secret",
+		GrantTypes: []string{"client_credentials"}, Scopes: []string{"mcp:tools", admin}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ ask, want string }{{"", "mcp:tools"}, {"mcp:tools " + admin, "mcp:tools " + admin}} {
+		form := url.Values{"grant_type": {"client_credentials"}}
+		if tc.ask != "" {
+			form.Set("scope", tc.ask)
+		}
+		status, tok, _ := e.token(form, "ops-bot", "a-long-enough-test-secret")
+		if status != http.StatusOK || tok.Scope != tc.want {
+			t.Errorf("client_credentials asking %q: %d scope %q, want %q", tc.ask, status, tok.Scope, tc.want)
+		}
 	}
 }

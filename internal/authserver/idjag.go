@@ -68,7 +68,7 @@ func (o *oauthServer) JWTProfile(ctx context.Context, r *op.Request[oidc.JWTProf
 	if g.Scopes != nil {
 		available = slices.DeleteFunc(available, func(sc string) bool { return !slices.Contains(g.Scopes, sc) })
 	}
-	scopes, err := narrowScopes(r.Data.Scope, available)
+	scopes, err := s.narrowScopes(r.Data.Scope, available)
 	if err != nil {
 		return nil, err
 	}

@@ -134,7 +134,7 @@ func (o *oauthServer) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.
 		// RFC 6749 §3.3 lets the server apply a default; zitadel would
 		// refuse an empty scope. The default never includes an explicit
 		// scope, even one in the agent's ceiling.
-		d.Scopes = slices.DeleteFunc(s.allowedScopes(a), func(sc string) bool { return slices.Contains(s.opts.ExplicitScopes, sc) })
+		d.Scopes, _ = s.narrowScopes(nil, s.allowedScopes(a))
 	}
 	return &op.ClientRequest[oidc.AuthRequest]{Request: r, Client: &client{agent: a, s: s}}, nil
 }
@@ -414,7 +414,7 @@ func (o *oauthServer) ClientCredentialsExchange(ctx context.Context, r *op.Clien
 		return nil, err
 	}
 	a := r.Client.(*client).agent
-	scopes, err := narrowScopes(r.Data.Scope, s.allowedScopes(a))
+	scopes, err := s.narrowScopes(r.Data.Scope, s.allowedScopes(a))
 	if err != nil {
 		return nil, err
 	}
@@ -423,6 +423,16 @@ func (o *oauthServer) ClientCredentialsExchange(ctx context.Context, r *op.Clien
 		return nil, s.serverError("mint access token", err)
 	}
 	return noStore(tokenResponse(access, ttl, "", scopes)), nil
+}
+
+// narrowScopes is narrowScopes for this server: a request that names no
+// scope gets the available ones minus the explicit scopes, which must
+// always be asked for by name.
+func (s *Server) narrowScopes(requested, available []string) ([]string, error) {
+	if len(requested) == 0 {
+		available = slices.DeleteFunc(slices.Clone(available), func(sc string) bool { return slices.Contains(s.opts.ExplicitScopes, sc) })
+	}
+	return narrowScopes(requested, available)
 }
 
 // narrowScopes returns requested if every scope in it is available, or all

@@ -94,7 +94,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 		Verify:              verifier.Verify,
 		ResourceMetadataURL: metaURL,
 		Scopes:              authn.BaselineScopes(),
-		AgentGate:           agentGate(st, registerExternal, log),
+		AgentGate:           agentGate(st, registerExternal, localIssuer, log),
 		Log:                 log,
 	}
 	if parts.front.Mount == nil {
@@ -235,11 +235,12 @@ func discoverJWKS(ctx context.Context, issuer string) (string, error) {
 }
 
 // agentGate admits a verified principal only if its agent is registered
-// and active: suspending an agent denies its very next request, whatever
-// token it holds. Agents of trusted external issuers are registered on
-// first sight. First/last-seen times are written at most once a minute per
-// agent, so the gate costs one read per request.
-func agentGate(st store.AgentStore, registerExternal bool, log *slog.Logger) func(context.Context, *identity.Principal) error {
+// and active and its user, if any, is not disabled: suspending an agent or
+// disabling a user denies the very next request, whatever token it holds.
+// Agents of trusted external issuers are registered on first sight.
+// First/last-seen times are written at most once a minute per agent, so
+// the gate costs one or two reads per request.
+func agentGate(st store.Store, registerExternal bool, local string, log *slog.Logger) func(context.Context, *identity.Principal) error {
 	var mu sync.Mutex
 	touched := map[string]time.Time{}
 	return func(ctx context.Context, p *identity.Principal) error {
@@ -260,6 +261,26 @@ func agentGate(st store.AgentStore, registerExternal bool, log *slog.Logger) fun
 		}
 		if a.Status != store.AgentActive {
 			return authn.ErrAgentSuspended
+		}
+		if p.User != "" {
+			var u store.User
+			var err error
+			if p.Issuer == local {
+				u, err = st.GetUser(ctx, p.User)
+			} else {
+				u, err = st.GetUserBySubject(ctx, p.Issuer, p.User)
+				if errors.Is(err, store.ErrNotFound) {
+					err = nil // an external user Mandate has no record of
+				}
+			}
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return errors.New("unknown user")
+			case err != nil:
+				return fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
+			case u.Disabled:
+				return errors.New("user disabled")
+			}
 		}
 		now := time.Now()
 		mu.Lock()
