@@ -44,11 +44,7 @@ func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func agentsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, _, err := adminCommand{name: "agents list"}.parse(args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := f.openAdminStore(ctx, false)
+	st, _, err := adminCommand{name: "agents list"}.open(ctx, args, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -69,11 +65,7 @@ func agentsList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // agentsShow prints web.ViewAgent, the representation the admin API
 // answers with too.
 func agentsShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, pos, err := adminCommand{name: "agents show", args: []string{"ID"}}.parse(args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := f.openAdminStore(ctx, false)
+	st, pos, err := adminCommand{name: "agents show", args: []string{"ID"}}.open(ctx, args, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -94,11 +86,7 @@ func agentsShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func agentsSetStatus(ctx context.Context, verb, status string, args []string, stdout, stderr io.Writer) error {
-	f, pos, err := adminCommand{name: "agents " + verb, args: []string{"ID"}}.parse(args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := f.openAdminStore(ctx, true)
+	st, pos, err := adminCommand{name: "agents " + verb, args: []string{"ID"}}.open(ctx, args, stderr, true)
 	if err != nil {
 		return err
 	}

@@ -89,11 +89,7 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 }
 
 func usersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, _, err := adminCommand{name: "users list"}.parse(args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := f.openAdminStore(ctx, false)
+	st, _, err := adminCommand{name: "users list"}.open(ctx, args, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -116,11 +112,7 @@ func usersList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func usersSetDisabled(ctx context.Context, verb string, disabled bool, args []string, stdout, stderr io.Writer) error {
-	f, pos, err := adminCommand{name: "users " + verb, args: []string{"USERNAME"}}.parse(args, stderr)
-	if err != nil {
-		return err
-	}
-	st, err := f.openAdminStore(ctx, true)
+	st, pos, err := adminCommand{name: "users " + verb, args: []string{"USERNAME"}}.open(ctx, args, stderr, true)
 	if err != nil {
 		return err
 	}
@@ -234,6 +226,20 @@ func (c adminCommand) parse(args []string, stderr io.Writer) (*commonFlags, []st
 		return nil, nil, errUsage
 	}
 	return f, pos, nil
+}
+
+// open parses args and opens the configured store, which the caller
+// closes; changes says whether the command writes to it.
+func (c adminCommand) open(ctx context.Context, args []string, stderr io.Writer, changes bool) (store.Store, []string, error) {
+	f, pos, err := c.parse(args, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.openAdminStore(ctx, changes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, pos, nil
 }
 
 // openAdminStore loads the configuration and opens its store. A command
