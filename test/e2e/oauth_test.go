@@ -615,6 +615,11 @@ func TestOAuthTokenExchange(t *testing.T) {
 	}
 	t.Logf("delegated token claims: %v", c)
 	useDemoWithToken(t, m.URL, tok.AccessToken, "delegated to agent-x")
+	// The agent the principal names is agent-x: it is the one Mandate saw.
+	out, err := m.admin("agents", "show", "agent-x")
+	if err != nil || !strings.Contains(string(out), `"last_seen": "2`) {
+		t.Errorf("agents show agent-x after its delegated call: %v\n%s", err, out)
+	}
 }
 
 // TestOAuthAgentSuspension: `mandate agents suspend` on a running server
@@ -684,9 +689,18 @@ func TestOAuthAgentSuspension(t *testing.T) {
 // does without authentication.
 func TestOAuthConformanceWithBearerToken(t *testing.T) {
 	t.Parallel()
-	secret := newSecret()
-	m := startAuthMandate(t, authServe{
-		Auth: fmt.Sprintf(`  access_token_ttl: 15m
+	for _, tc := range []struct {
+		name     string
+		upstream func(t *testing.T) string // the upstream's transport line
+	}{
+		{"stdio", func(t *testing.T) string { return fmt.Sprintf("stdio: {command: %q}", GoEverythingServer(t)) }},
+		{"http", func(t *testing.T) string { return fmt.Sprintf("http: {url: %q}", StartGoEverythingServer(t)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			secret := newSecret()
+			m := startAuthMandate(t, authServe{
+				Auth: fmt.Sprintf(`  access_token_ttl: 15m
   clients:
     - id: conformance
       name: Conformance suite
@@ -694,22 +708,24 @@ func TestOAuthConformanceWithBearerToken(t *testing.T) {
       grant_types: [client_credentials]
       scopes: [mcp:tools, mcp:prompts, mcp:resources]
 `, secret),
-		Upstreams: fmt.Sprintf("  - id: ev\n    prefix: \"\"\n    stdio: {command: %q}\n", GoEverythingServer(t)),
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tok, err := ClientCredentials(ctx, m.Meta.TokenEndpoint, "conformance", secret, m.URL)
-	if err != nil {
-		t.Fatal(err)
+				Upstreams: "  - id: ev\n    prefix: \"\"\n    " + tc.upstream(t) + "\n",
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			tok, err := ClientCredentials(ctx, m.Meta.TokenEndpoint, "conformance", secret, m.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameScopes(tok.Scope, "mcp:tools mcp:prompts mcp:resources") {
+				t.Fatalf("token scope %q", tok.Scope)
+			}
+			if status, _ := mcpProbe(t, m.URL, ""); status != http.StatusUnauthorized {
+				t.Fatalf("/mcp without a token: %d, want 401", status)
+			}
+			res := RunConformanceWith(t, m.URL, ConformanceOptions{Suite: "active", Headers: map[string]string{"Authorization": "Bearer " + tok.AccessToken}})
+			requireAllPass(t, res, goEverythingChecks)
+		})
 	}
-	if !sameScopes(tok.Scope, "mcp:tools mcp:prompts mcp:resources") {
-		t.Fatalf("token scope %q", tok.Scope)
-	}
-	if status, _ := mcpProbe(t, m.URL, ""); status != http.StatusUnauthorized {
-		t.Fatalf("/mcp without a token: %d, want 401", status)
-	}
-	res := RunConformanceWith(t, m.URL, ConformanceOptions{Suite: "active", Headers: map[string]string{"Authorization": "Bearer " + tok.AccessToken}})
-	requireAllPass(t, res, goEverythingChecks)
 }
 
 // TestOAuthAuthorizationServerConformance runs the conformance suite's
