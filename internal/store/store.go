@@ -70,6 +70,7 @@ type Store interface {
 	UserStore
 	AgentStore
 	OAuthStore
+	MandateStore
 
 	// Migrate brings the schema up to date. It is idempotent and safe to call
 	// concurrently from several processes, so every replica may run it at

@@ -33,6 +33,7 @@ type Store struct {
 	authRequests  map[string]store.AuthRequest
 	refreshTokens map[string]store.RefreshToken
 	signingKeys   map[string]store.SigningKey
+	mandates      map[string]store.Mandate
 }
 
 // healthRow carries the insertion sequence that breaks ties between events
@@ -61,6 +62,7 @@ func New() *Store {
 		authRequests:  make(map[string]store.AuthRequest),
 		refreshTokens: make(map[string]store.RefreshToken),
 		signingKeys:   make(map[string]store.SigningKey),
+		mandates:      make(map[string]store.Mandate),
 	}
 }
 
@@ -83,6 +85,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.health, s.catalogs, s.history = nil, nil, nil
 	s.users, s.agents, s.authRequests, s.refreshTokens, s.signingKeys = nil, nil, nil, nil, nil
+	s.mandates = nil
 	return nil
 }
 

@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
+	runMandates(t, open)
 }
 
 func testPing(t *testing.T, s store.Store) {
