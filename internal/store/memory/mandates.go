@@ -21,7 +21,7 @@ func (s *Store) CreateMandate(ctx context.Context, m store.Mandate) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("create mandate: %w", err)
 	}
-		if _, ok := s.mandates[m.ID]; ok {
+	if _, ok := s.mandates[m.ID]; ok {
 		return fmt.Errorf("create mandate %s: %w", m.ID, store.ErrConflict)
 	}
 	s.mandates[m.ID] = m
@@ -83,7 +83,7 @@ func (s *Store) RevokeMandate(ctx context.Context, id, by string, at time.Time) 
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("revoke mandate: %w", err)
 	}
-		m, ok := s.mandates[id]
+	m, ok := s.mandates[id]
 	if !ok {
 		return fmt.Errorf("revoke mandate %s: %w", id, store.ErrNotFound)
 	}
@@ -109,7 +109,7 @@ func (s *Store) ConsumeMandateUse(ctx context.Context, id string, now time.Time)
 	if err := s.usable(ctx); err != nil {
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w", err)
 	}
-		m, ok := s.mandates[id]
+	m, ok := s.mandates[id]
 	switch {
 	case !ok:
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w", store.ErrNotFound)
