@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/frontend"
 	"github.com/mandate-mcp/mandate/internal/gateway"
 	"github.com/mandate-mcp/mandate/internal/store"
@@ -80,7 +81,14 @@ func (c catalogRecorder) RecordCatalog(ctx context.Context, id, kind string, bod
 	return err
 }
 
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry bool) (*runtime, error) {
+	engine, err := policyEngine(cfg, stdioEntry)
+	if err != nil {
+		return nil, err
+	}
+	if dir := cfg.PolicyDir(); dir != "" {
+		go watchPolicies(ctx, dir, engine, 2*time.Second, log)
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -113,6 +121,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime,
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
 		Catalog: catalogRecorder{st}, Log: log,
+		Policy: engine, Mandates: consent.New(st, nil, nil),
 	})
 	for _, u := range rt.ups {
 		u.SetHandler(rt.gw.SharedHandler(u.ID()))
@@ -177,7 +186,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rt, err := build(ctx, cfg, log)
+	rt, err := build(ctx, cfg, log, false)
 	if err != nil {
 		ln.Close()
 		return err
@@ -235,7 +244,7 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	// Logs go to stderr only: stdout carries nothing but MCP (T-01).
 	log := newLogger(stderr, f.verbose)
-	rt, err := build(ctx, cfg, log)
+	rt, err := build(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,10 @@
 // the process environment, so every other package receives plain values.
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Default values applied by Load when a field is absent.
 const (
@@ -47,6 +50,9 @@ type Config struct {
 	// Auth configures authentication (default: the embedded authorization
 	// server).
 	Auth Auth `yaml:"auth"`
+	// Policy configures authorization (default: the built-in policy for the
+	// auth mode).
+	Policy Policy `yaml:"policy"`
 	// Upstreams are the MCP servers Mandate fronts, in a stable order.
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -85,6 +91,27 @@ type HTTP struct {
 	// MaxSessionsPerClient caps concurrent downstream sessions per client
 	// (per remote address until authentication names the client).
 	MaxSessionsPerClient int `yaml:"max_sessions_per_client"`
+}
+
+// Policy configures authorization.
+type Policy struct {
+	// Dir holds the Cedar policy files (*.cedar) the gateway decides with;
+	// relative to the config file. Empty means the built-in policy: allow
+	// everything with `auth: none` (and for `mandate stdio`), otherwise
+	// deny unless a policy permits and, for agents acting for a user, a
+	// mandate covers the call. The directory is re-read when its files
+	// change; a set that fails to compile is reported and the old one kept.
+	Dir string `yaml:"dir"`
+}
+
+// PolicyDir is Policy.Dir resolved against the config file's directory,
+// like ${file:…} paths; "" when no directory is configured.
+func (c *Config) PolicyDir() string {
+	d := c.Policy.Dir
+	if d == "" || filepath.IsAbs(d) || c.Source == "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(c.Source), d)
 }
 
 // Upstream is one MCP server. Exactly one of Stdio, HTTP or SSE is set.

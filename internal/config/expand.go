@@ -50,6 +50,7 @@ func Expand(cfg *Config) error {
 
 	e.str(&cfg.Store.DSN, cfg.src, "store.dsn", "store.dsn")
 	e.auth(&cfg.Auth, cfg.src)
+
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
 		if u.src == nil {

@@ -442,7 +442,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "listen: 127.0.0.1:1\nlisten_addr: x\n",
-			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, auth, upstreams)"},
+			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, auth, policy, upstreams)"},
 		},
 		{
 			name: "unknown nested key",
@@ -1104,7 +1104,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 		reflect.TypeFor[SSEUp](), reflect.TypeFor[Restart](),
 		reflect.TypeFor[Auth](), reflect.TypeFor[DCR](), reflect.TypeFor[CIMD](),
 		reflect.TypeFor[Client](), reflect.TypeFor[Issuer](), reflect.TypeFor[ClaimMap](),
-		reflect.TypeFor[Federation](), reflect.TypeFor[TokenExchange](),
+		reflect.TypeFor[Federation](), reflect.TypeFor[TokenExchange](), reflect.TypeFor[Policy](),
 	} {
 		for f := range typ.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -20,6 +20,7 @@ import (
 	"github.com/mandate-mcp/mandate/examples/demo"
 	"github.com/mandate-mcp/mandate/internal/frontend"
 	"github.com/mandate-mcp/mandate/internal/gateway"
+	"github.com/mandate-mcp/mandate/internal/policy"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -83,7 +84,7 @@ func startGateway(t *testing.T, opts frontend.Options, ups ...testUpstream) *har
 	for _, u := range ups {
 		specs = append(specs, u.spec)
 	}
-	gw := gateway.New(gateway.Options{Upstreams: specs, Version: "test", StartupWait: 5 * time.Second})
+	gw := gateway.New(gateway.Options{Upstreams: specs, Version: "test", StartupWait: 5 * time.Second, Policy: policy.AllowAll()})
 	h := &harness{gw: gw}
 	for _, u := range ups {
 		u.up.SetHandler(gw.SharedHandler(u.up.ID()))

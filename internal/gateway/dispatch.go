@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/catalog"
+	"github.com/mandate-mcp/mandate/internal/policy"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -71,7 +72,20 @@ func (g *Gateway) Handle(ctx context.Context, sess *Session, msg jsonrpc.Message
 	return nil
 }
 
+// sessionMethods are decided as a whole (target: the gateway); item methods
+// are decided per item, with their arguments, where they are handled.
+var sessionMethods = map[string]bool{
+	"initialize": true, "server/discover": true, "tools/list": true, "prompts/list": true,
+	"resources/list": true, "resources/templates/list": true, "logging/setLevel": true,
+	"subscriptions/listen": true,
+}
+
 func (g *Gateway) dispatch(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream) *jsonrpc.Response {
+	if sessionMethods[req.Method] {
+		if resp := g.authorizeSession(sess, req); resp != nil {
+			return resp
+		}
+	}
 	switch req.Method {
 	case "initialize":
 		return g.initialize(ctx, sess, req)
@@ -382,6 +396,13 @@ func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if !ok || u == nil {
 		return errorResponse(req.ID, codeInvalidParams, fmt.Sprintf("unknown %s: %s", strings.TrimSuffix(lk.kind, "s"), name))
 	}
+	var def json.RawMessage
+	if lk.kind == toolsKind.kind {
+		def = u.itemDefinition(ctx, lk, ref.Name)
+	}
+	if resp := g.authorizeItem(ctx, sess, req, itemKind[lk.kind], u, ref.Name, argsOf(p, "arguments"), def); resp != nil {
+		return resp
+	}
 	dirty := ref.Name != name
 	if dirty {
 		p.set("name", ref.Name)
@@ -437,6 +458,9 @@ func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
+	if resp := g.authorizeItem(ctx, sess, req, policy.KindResource, u, uri, nil, nil); resp != nil {
+		return resp
+	}
 	dirty := uri != p.str("uri")
 	if dirty {
 		p.set("uri", uri)
@@ -477,6 +501,9 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	u, uri, ok := g.resolveURI(ctx, sess, public)
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
+	}
+	if resp := g.authorizeItem(ctx, sess, req, policy.KindResource, u, uri, nil, nil); resp != nil {
+		return resp
 	}
 	dirty := uri != public
 	if dirty {
@@ -581,6 +608,13 @@ func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Requ
 	}
 	if u == nil {
 		return errorResponse(req.ID, codeInvalidParams, "unknown reference")
+	}
+	kind, name := policy.KindPrompt, ref.str("name")
+	if ref.str("type") == "ref/resource" {
+		kind, name = policy.KindResource, ref.str("uri")
+	}
+	if resp := g.authorizeItem(ctx, sess, req, kind, u, name, nil, nil); resp != nil {
+		return resp
 	}
 	p.set("ref", ref)
 	return g.forward(ctx, sess, u, req, p, true, related)

@@ -59,7 +59,13 @@ type Options struct {
 	// StartupWait bounds how long initialize waits for upstreams that are
 	// still starting; zero means 10s.
 	StartupWait time.Duration
-	Log         *slog.Logger
+	// Policy decides every request and filters every list. Nil denies
+	// everything but ping: a gateway without a policy must not fall open.
+	Policy PolicyDecider
+	// Mandates finds the consent behind a delegated call. Nil means no
+	// mandates exist (delegated calls are uncovered).
+	Mandates MandateMatcher
+	Log      *slog.Logger
 }
 
 // Gateway routes MCP traffic between downstream sessions and upstreams.
@@ -93,8 +99,9 @@ type upState struct {
 }
 
 type cachedList struct {
-	items []json.RawMessage
-	sess  *upstream.Session // the session the list came from; a new session invalidates it
+	items  []json.RawMessage
+	sess   *upstream.Session          // the session the list came from; a new session invalidates it
+	byName map[string]json.RawMessage // built on first lookup, guarded by upState.mu
 }
 
 // New builds a gateway. The upstreams must already be started.

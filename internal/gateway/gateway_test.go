@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/mandate-mcp/mandate/examples/demo"
+	"github.com/mandate-mcp/mandate/internal/identity"
+	"github.com/mandate-mcp/mandate/internal/policy"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -189,7 +191,7 @@ func newFixture(t *testing.T, pageSize int, defs ...upDef) *fixture {
 		specs = append(specs, UpstreamSpec{Conn: u, Prefix: d.id, Timeout: 10 * time.Second})
 		ups = append(ups, u)
 	}
-	f.g = New(Options{Upstreams: specs, PageSize: pageSize, Name: "mandate-test", Version: "1.2.3", StartupWait: 5 * time.Second})
+	f.g = New(Options{Upstreams: specs, PageSize: pageSize, Name: "mandate-test", Version: "1.2.3", StartupWait: 5 * time.Second, Policy: policy.AllowAll()})
 	for _, u := range ups {
 		u.SetHandler(f.g.SharedHandler(u.ID()))
 		u.Start()
@@ -244,6 +246,7 @@ func (f *fixture) notify(t *testing.T, sess *Session, method string, params any)
 func (f *fixture) session(t *testing.T, name string) *Session {
 	t.Helper()
 	sess := f.g.NewSession(name, "client-"+name)
+	sess.Principal = identity.Local()
 	resp := f.handle(t, sess, "init", "initialize", map[string]any{
 		"protocolVersion": "2025-11-25",
 		"capabilities":    map[string]any{},
@@ -326,6 +329,7 @@ func TestInitializeNegotiatesVersion(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sess := f.g.NewSession(fmt.Sprint("s", i), "c")
+			sess.Principal = identity.Local()
 			res := decode[struct {
 				ProtocolVersion string            `json:"protocolVersion"`
 				ServerInfo      map[string]string `json:"serverInfo"`
@@ -346,6 +350,7 @@ func TestInitializeNegotiatesVersion(t *testing.T) {
 func TestInitializeInvalidParams(t *testing.T) {
 	f := newDefaultFixture(t)
 	sess := f.g.NewSession("s", "c")
+	sess.Principal = identity.Local()
 	wantError(t, f.handle(t, sess, float64(1), "initialize", `[1]`, nil), jsonrpc.CodeInvalidParams)
 	if sess.Version() != "" {
 		t.Errorf("a refused initialize left version %q", sess.Version())
@@ -367,6 +372,7 @@ func TestSecondInitializeRefused(t *testing.T) {
 func TestRequestsBeforeInitializeRefused(t *testing.T) {
 	f := newDefaultFixture(t)
 	sess := f.g.NewSession("s", "c")
+	sess.Principal = identity.Local()
 	for i, m := range []string{"tools/list", "tools/call", "prompts/get", "resources/read", "resources/subscribe", "completion/complete", "logging/setLevel", "no/such/method"} {
 		e := wantError(t, f.handle(t, sess, float64(i), m, `{"name":"a__echo","uri":"mandate://a/demo://readme","level":"info"}`, nil), jsonrpc.CodeInvalidRequest)
 		if e.Message != "session not initialized" {
@@ -427,6 +433,7 @@ func TestCapabilitiesAreTheUnion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, 0, tt.defs()...)
 			sess := f.g.NewSession("s", "c")
+			sess.Principal = identity.Local()
 			res := decode[struct {
 				Capabilities json.RawMessage `json:"capabilities"`
 				Instructions string          `json:"instructions"`
@@ -1152,6 +1159,7 @@ func TestSetLevel(t *testing.T) {
 func TestDiscover(t *testing.T) {
 	f := newFixture(t, 0, demoUp("a"))
 	sess := f.g.NewEphemeral("c")
+	sess.Principal = identity.Local()
 	res := decode[struct {
 		Supported []string        `json:"supportedVersions"`
 		Caps      json.RawMessage `json:"capabilities"`

@@ -227,6 +227,11 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 	if lk.key == "name" {
 		ns = g.namespace(ctx, lk)
 	}
+	visible, err := g.listFilter(ctx, sess, lk)
+	if err != nil {
+		g.log.Warn("list denied", "method", lk.method, "err", err)
+		return nil, rpcError(codeDenied, "not allowed")
+	}
 	var items []json.RawMessage
 	var unavailable []string
 	for _, u := range g.ups {
@@ -237,6 +242,9 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 			continue
 		}
 		for _, it := range list {
+			if names := itemKeys([]json.RawMessage{it}, lk.key); len(names) != 1 || !visible(u, it, names[0]) {
+				continue
+			}
 			if pub, ok := g.publicItem(u, ns, lk, it); ok {
 				items = append(items, pub)
 			}

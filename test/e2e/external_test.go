@@ -80,6 +80,7 @@ func TestExternalIdP(t *testing.T) {
 	resource := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	cfg := writeConfig(t, fmt.Sprintf(`
 listen: 127.0.0.1:%d
+policy: {dir: %q}
 auth:
   mode: external
   issuers:
@@ -89,7 +90,7 @@ auth:
 upstreams:
   - id: demo
     stdio: {command: %q, args: ["demo-upstream"]}
-`, port, idp.url, idp.url+"/jwks", mandate))
+`, port, writePolicyDir(t, permitAll), idp.url, idp.url+"/jwks", mandate))
 	StartProcess(t, "mandate", exec.Command(mandate, "serve", "--config", cfg))
 	WaitForListen(t, fmt.Sprintf("127.0.0.1:%d", port), 30*time.Second)
 

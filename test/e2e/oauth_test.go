@@ -49,6 +49,24 @@ type authServe struct {
 	Upstreams string
 	// Env is added to the environment of serve and of every admin command.
 	Env []string
+	// Policy is the Cedar policy Mandate decides with; empty means
+	// permitAll: these tests are about authentication, and the decision
+	// itself has its own tests (internal/gateway, internal/policy).
+	Policy string
+}
+
+// permitAll is a policy that lets every authenticated principal do
+// everything.
+const permitAll = "@id(\"permit-all\")\npermit (principal, action, resource);\n"
+
+// writePolicyDir writes src as the only policy file of a new directory.
+func writePolicyDir(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "policy.cedar"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // authMandate is a running `mandate serve` with embedded authentication.
@@ -79,8 +97,12 @@ func startAuthMandate(t *testing.T, s authServe) *authMandate {
 	if ups == "" {
 		ups = fmt.Sprintf("  - id: demo\n    stdio: {command: %q, args: [\"demo-upstream\"]}\n", bin)
 	}
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\nauth:\n%s\nupstreams:\n%s",
-		addr, filepath.Join(dir, "data"), strings.TrimRight(authBody, "\n"), ups)
+	pol := s.Policy
+	if pol == "" {
+		pol = permitAll
+	}
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy: {dir: %q}\nauth:\n%s\nupstreams:\n%s",
+		addr, filepath.Join(dir, "data"), writePolicyDir(t, pol), strings.TrimRight(authBody, "\n"), ups)
 	m := &authMandate{
 		URL: "http://" + addr + "/mcp", Issuer: "http://" + addr,
 		Config: filepath.Join(dir, "mandate.yaml"), bin: bin, env: s.Env,

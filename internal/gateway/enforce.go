@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mandate-mcp/mandate/internal/consent"
+	"github.com/mandate-mcp/mandate/internal/identity"
+	"github.com/mandate-mcp/mandate/internal/policy"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// PolicyDecider is the organisation's policy: one decision function for
+// what a principal may do and, with unknown arguments, what it may see.
+type PolicyDecider interface {
+	Decide(policy.Request) policy.Decision
+	Visible(policy.Request) bool
+}
+
+// MandateMatcher finds the consent a user gave an agent.
+type MandateMatcher interface {
+	Match(ctx context.Context, p *identity.Principal, upstream, tool string, args map[string]any) (consent.Match, error)
+	Active(ctx context.Context, p *identity.Principal) ([]consent.Mandate, error)
+	Consume(ctx context.Context, id string) (consent.Mandate, error)
+}
+
+// Error codes of refused requests. They lie outside the JSON-RPC and MCP
+// reserved ranges (B-07), so no client mistakes them for protocol errors.
+const (
+	codeDenied        = -31403 // policy or mandate says no
+	codeNeedsApproval = -31428 // a human must approve this exact call first
+)
+
+// itemMethod is the call that a list item stands for: an item is listed
+// exactly when some call of it could be allowed.
+var itemMethod = map[string]string{
+	toolsKind.kind:     "tools/call",
+	promptsKind.kind:   "prompts/get",
+	resourcesKind.kind: "resources/read",
+	templatesKind.kind: "resources/read",
+}
+
+var itemKind = map[string]string{
+	toolsKind.kind:     policy.KindTool,
+	promptsKind.kind:   policy.KindPrompt,
+	resourcesKind.kind: policy.KindResource,
+	templatesKind.kind: policy.KindResource,
+}
+
+// authorizeSession decides a session-level method (initialize, the lists as
+// a whole, logging, subscriptions). Only ping passes without a decision.
+func (g *Gateway) authorizeSession(sess *Session, req *jsonrpc.Request) *jsonrpc.Response {
+	if policy.PassThrough(req.Method) {
+		return nil
+	}
+	if g.opts.Policy == nil || sess.Principal == nil {
+		return errorResponse(req.ID, codeDenied, "not allowed")
+	}
+	d := g.opts.Policy.Decide(policy.Request{
+		Principal: sess.Principal, Method: req.Method,
+		Target: policy.Target{Kind: policy.KindServer}, Time: time.Now(),
+	})
+	if d.Effect != policy.Allow {
+		g.log.Info("request denied", "method", req.Method, "agent", sess.Principal.Agent, "reasons", d.Reasons, "errors", d.Errors)
+		return errorResponse(req.ID, codeDenied, "not allowed: "+req.Method)
+	}
+	return nil
+}
+
+// listFilter returns the predicate deciding which items of a list the
+// session's principal sees. It reads the principal's mandates once per
+// list; a failure to read them fails the whole list (fail closed).
+func (g *Gateway) listFilter(ctx context.Context, sess *Session, lk listKind) (func(u *upState, item json.RawMessage, name string) bool, error) {
+	p := sess.Principal
+	if g.opts.Policy == nil || p == nil {
+		return nil, fmt.Errorf("no policy")
+	}
+	var active []consent.Mandate
+	if g.opts.Mandates != nil && p.Delegated() {
+		var err error
+		if active, err = g.opts.Mandates.Active(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	now := time.Now()
+	return func(u *upState, item json.RawMessage, name string) bool {
+		return g.opts.Policy.Visible(policy.Request{
+			Principal: p, Method: itemMethod[lk.kind],
+			Target:      policy.Target{Kind: itemKind[lk.kind], Upstream: u.id, Name: name},
+			Annotations: annotationsOf(item),
+			Mandate:     policy.MandateRef{Covered: consent.Covers(active, u.id, name)},
+			Time:        now,
+		})
+	}, nil
+}
+
+// authorizeItem decides one call of an item (tools/call, prompts/get,
+// resources/read, …) with its arguments and, when a mandate covered it,
+// records the use. It returns nil when the call may proceed.
+func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, kind string, u *upState, name string, args map[string]any, item json.RawMessage) *jsonrpc.Response {
+	p := sess.Principal
+	if g.opts.Policy == nil || p == nil {
+		return errorResponse(req.ID, codeDenied, "not allowed")
+	}
+	var match consent.Match
+	if g.opts.Mandates != nil && p.Delegated() {
+		var err error
+		if match, err = g.opts.Mandates.Match(ctx, p, u.id, name, args); err != nil {
+			g.log.Warn("mandate lookup failed; denying", "err", err)
+			return errorResponse(req.ID, codeDenied, "not allowed: the mandate could not be checked")
+		}
+	}
+	d := g.opts.Policy.Decide(policy.Request{
+		Principal: p, Method: req.Method,
+		Target:      policy.Target{Kind: kind, Upstream: u.id, Name: name},
+		Args:        args,
+		Annotations: annotationsOf(item),
+		Mandate:     policy.MandateRef{ID: match.Mandate.ID, Covered: match.Covered()},
+		Intent:      intentOf(req.Params),
+		Time:        time.Now(),
+	})
+	switch d.Effect {
+	case policy.Allow:
+	case policy.NeedsApproval:
+		return errorResponse(req.ID, codeNeedsApproval, "this call needs a human's approval, which is not available yet")
+	default:
+		g.log.Info("call denied", "method", req.Method, "upstream", u.id, "name", name, "agent", p.Agent, "reasons", d.Reasons, "errors", d.Errors)
+		msg := "not allowed"
+		if p.Delegated() && !match.Covered() && match.Reason != nil {
+			// Why no mandate covers the call is the agent's own business:
+			// it names no other user's data.
+			msg += ": " + match.Reason.String()
+		}
+		return errorResponse(req.ID, codeDenied, msg)
+	}
+	if match.Covered() {
+		if _, err := g.opts.Mandates.Consume(ctx, match.Mandate.ID); err != nil {
+			return errorResponse(req.ID, codeDenied, "not allowed: the mandate is no longer usable")
+		}
+	}
+	return nil
+}
+
+// annotationsOf reads a list item's tool annotations. Only flags the
+// upstream set explicitly count: a missing destructiveHint does not make a
+// tool destructive here (the specification's default), so policies decide
+// on what the definition says.
+func annotationsOf(item json.RawMessage) policy.Annotations {
+	var v struct {
+		Annotations struct {
+			ReadOnly    bool `json:"readOnlyHint"`
+			Destructive bool `json:"destructiveHint"`
+			Idempotent  bool `json:"idempotentHint"`
+			OpenWorld   bool `json:"openWorldHint"`
+		} `json:"annotations"`
+	}
+	if len(item) == 0 || json.Unmarshal(item, &v) != nil {
+		return policy.Annotations{}
+	}
+	a := v.Annotations
+	return policy.Annotations{ReadOnly: a.ReadOnly, Destructive: a.Destructive, Idempotent: a.Idempotent, OpenWorld: a.OpenWorld}
+}
+
+// intentOf reads the purpose an agent may declare in _meta.
+func intentOf(params json.RawMessage) string {
+	p, err := decodeObject(params)
+	if err != nil {
+		return ""
+	}
+	return p.sub("_meta").str("dev.mandate/intent")
+}
+
+// argsOf decodes a call's arguments once for the decision; the bytes sent
+// upstream are the client's own.
+func argsOf(p object, key string) map[string]any {
+	var args map[string]any
+	if raw, ok := p[key]; ok {
+		_ = json.Unmarshal(raw, &args)
+	}
+	return args
+}
+
+// itemDefinition returns the shared list's definition of an item, for its
+// annotations; nil when unknown. The index is built once per cached list.
+func (u *upState) itemDefinition(ctx context.Context, lk listKind, name string) json.RawMessage {
+	if _, err := u.list(ctx, nil, lk); err != nil {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	c := u.lists[lk.kind]
+	if c == nil {
+		return nil
+	}
+	if c.byName == nil {
+		c.byName = make(map[string]json.RawMessage, len(c.items))
+		for _, it := range c.items {
+			var v map[string]json.RawMessage
+			if json.Unmarshal(it, &v) != nil {
+				continue
+			}
+			var n string
+			if json.Unmarshal(orNull(v[lk.key]), &n) == nil && n != "" {
+				c.byName[n] = it
+			}
+		}
+	}
+	return c.byName[name]
+}
