@@ -33,10 +33,20 @@ Usage:
                                                                     add a local account (password from F or stdin)
   mandate users  list | disable USERNAME | enable USERNAME          list, disable or re-enable accounts
   mandate agents list | show ID | suspend ID | resume ID            list, inspect, suspend or resume agents
+  mandate mandates list [--user U] [--agent A] | show ID            list or inspect mandates
+  mandate mandates grant --user U --agent A --tool GLOB [--upstream GLOB]
+                 [--constraint ARG:KIND=VALUE ...] [--purpose T] [--expires 24h|RFC3339] [--uses N]
+                                                                    grant a mandate for a user to an agent
+  mandate mandates revoke ID [--by NAME]                            withdraw a mandate
+  mandate policy validate DIR|FILE ...                              report every problem in Cedar policy files
+  mandate policy test FILE.yaml                                     check the decisions a test file expects
+  mandate policy explain --policies DIR --agent A --tool UPSTREAM/NAME [--user U] [--args JSON] ...
+                                                                    why a call would be allowed or denied
   mandate version
 
-users and agents take --config FILE and --data-dir DIR, as serve does, to
-find the store.
+users, agents and mandates take --config FILE and --data-dir DIR, as serve
+does, to find the store. "mandate mandates help" and "mandate policy help"
+describe their flags, the constraint syntax and the test file format.
 
 With no --config, the embedded quickstart configuration is used: 127.0.0.1:8787
 with the built-in demo upstream.
@@ -65,6 +75,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runUsers(ctx, args[1:], stdin, stdout, stderr)
 	case "agents":
 		err = runAgents(ctx, args[1:], stdout, stderr)
+	case "mandates":
+		err = runMandates(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "demo-upstream":
 		// The built-in demo server, started by the quickstart as a child.
 		err = demo.Run(ctx, &mcp.StdioTransport{})

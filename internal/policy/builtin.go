@@ -6,8 +6,10 @@ import (
 )
 
 // builtinFS holds the policies Mandate decides with when no policy
-// directory is configured; examples/policies carries the same files for
-// operators to copy (a test keeps them identical).
+// directory is configured; examples/policies/default.cedar and
+// examples/policies/local/allow-all.cedar are the same files for operators
+// to copy (a test keeps them identical). allow-all sits in its own folder
+// so that pointing policy.dir at examples/policies never loads it.
 //
 //go:embed builtin/*.cedar
 var builtinFS embed.FS

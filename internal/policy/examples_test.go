@@ -7,7 +7,7 @@ import (
 )
 
 func TestExamplePoliciesValidate(t *testing.T) {
-	for _, name := range []string{"default.cedar", "allow-all.cedar"} {
+	for _, name := range []string{"default.cedar", "local/allow-all.cedar"} {
 		if _, problems := Compile(exampleFiles(t, name)); len(problems) > 0 {
 			t.Errorf("%s: %v", name, problems)
 		}
@@ -49,7 +49,7 @@ func TestDefaultPolicy(t *testing.T) {
 }
 
 func TestAllowAllPolicy(t *testing.T) {
-	s, problems := Compile(exampleFiles(t, "allow-all.cedar"))
+	s, problems := Compile(exampleFiles(t, "local/allow-all.cedar"))
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}

@@ -5,7 +5,7 @@ import "testing"
 // FuzzCompile feeds policy files, untrusted operator input, to Compile: it
 // must never panic, and it returns either a snapshot or problems.
 func FuzzCompile(f *testing.F) {
-	for _, b := range exampleFiles(f, "default.cedar", "allow-all.cedar") {
+	for _, b := range exampleFiles(f, "default.cedar", "local/allow-all.cedar") {
 		f.Add(b)
 	}
 	f.Add([]byte(testPolicies))
