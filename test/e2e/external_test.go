@@ -103,6 +103,8 @@ upstreams:
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// The refused request's connection is not reused by the client below.
+	http.DefaultClient.CloseIdleConnections()
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
 		t.Fatalf("token for another audience: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
