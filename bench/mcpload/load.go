@@ -86,6 +86,17 @@ func openSessions(ctx context.Context, cfg *config, n int) ([]*mcp.ClientSession
 					HTTPClient:           httpClient,
 					DisableStandaloneSSE: !cfg.sse,
 				}, opts)
+				if err == nil {
+					// Like any MCP client, read the tool list before calling:
+					// Mandate refuses calls of tools a session was not shown.
+					for _, lerr := range cs.Tools(cctx, nil) {
+						if lerr != nil {
+							err = fmt.Errorf("tools/list: %w", lerr)
+							cs.Close()
+							break
+						}
+					}
+				}
 				cancel()
 				mu.Lock()
 				if err != nil {

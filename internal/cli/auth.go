@@ -18,7 +18,9 @@ import (
 	"github.com/mandate-mcp/mandate/internal/authserver/cimd"
 	"github.com/mandate-mcp/mandate/internal/authserver/federation"
 	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/frontend"
+	"github.com/mandate-mcp/mandate/internal/gateway"
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/web"
@@ -34,7 +36,7 @@ type authParts struct {
 // setupAuth builds authentication for cfg.Auth.Mode: the embedded
 // authorization server plus a resource server trusting it (default),
 // trusted external issuers, or nothing at all for `auth: none`.
-func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, console io.Writer) (*authParts, error) {
+func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, console io.Writer, deps pageDeps) (*authParts, error) {
 	parts := &authParts{close: func() {}}
 	if cfg.Auth.Mode == config.AuthNone {
 		log.Warn("AUTHENTICATION IS OFF (auth: none): every request acts as the local user and agent; use this for local experiments only")
@@ -84,6 +86,10 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 		for _, p := range as.Paths() {
 			parts.front.Mount[p] = as.Handler()
 		}
+		if err := mountPages(parts.front.Mount, cfg, st, as, deps, log); err != nil {
+			as.Close()
+			return nil, err
+		}
 	}
 	localIssuer := ""
 	if cfg.Auth.Mode != config.AuthExternal {
@@ -106,7 +112,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 	for _, p := range authn.MetadataPaths("/mcp") {
 		parts.front.Mount[p] = prm
 	}
-	parts.front.Mount[web.AdminAPIPath] = adminAPI(opts, st, localIssuer, log)
+	parts.front.Mount[web.AdminAPIPath] = adminAPI(opts, st, deps.mandates, localIssuer, log)
 	parts.front.Authenticate = authn.Require(opts)
 	parts.front.RequiredScopes = authn.RequiredScopes
 	parts.front.InsufficientScope = func(w http.ResponseWriter, required []string) {
@@ -192,15 +198,58 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log
 // a request without a token is challenged for web.ScopeAdmin rather than
 // the MCP scopes. localIssuer is the embedded server's issuer, "" in
 // external mode.
-func adminAPI(opts authn.Options, st store.Store, localIssuer string, log *slog.Logger) http.Handler {
+func adminAPI(opts authn.Options, st store.Store, mandates *consent.Service, localIssuer string, log *slog.Logger) http.Handler {
 	opts.Scopes = []string{web.ScopeAdmin}
 	api := web.NewAdminAPI(web.AdminOptions{
-		Store: st, LocalIssuer: localIssuer, Log: log,
+		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: mandates,
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},
 	})
 	return authn.Require(opts)(api)
+}
+
+// pageDeps is what the consent pages need of the running gateway.
+type pageDeps struct {
+	gw       *gateway.Gateway
+	mandates *consent.Service
+}
+
+// mountPages mounts the consent and "my agents" pages, embedded mode
+// only: they sign people in through the embedded server's session. The
+// consent page shares /consent with the server's OAuth consent hand-off,
+// which it passes every request that names no agent. The CSRF key is
+// derived from the same key file as the server's sealer, so every replica
+// sharing data_dir accepts the others' forms.
+func mountPages(mount map[string]http.Handler, cfg *config.Config, st store.Store, as *authserver.Server, deps pageDeps, log *slog.Logger) error {
+	sealer, err := authserver.NewFileSealer(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("open key file: %w", err)
+	}
+	pages, err := web.NewPages(web.PagesOptions{
+		Store: st, Mandates: deps.mandates, SessionUser: as.SessionUser,
+		Tools: func(ctx context.Context) []web.Tool {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			infos := deps.gw.Tools(ctx)
+			tools := make([]web.Tool, len(infos))
+			for i, t := range infos {
+				tools[i] = web.Tool(t)
+			}
+			return tools
+		},
+		CSRFKey:       sealer.DeriveKey("consent pages csrf"),
+		SecureCookies: strings.HasPrefix(cfg.Auth.PublicURL, "https://"),
+		OAuthConsent:  as.Handler(),
+		Log:           log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{web.ConsentPath, web.AgentsPath, web.RevokePath} {
+		mount[p] = pages
+	}
+	return nil
 }
 
 func claimMap(c config.ClaimMap) authn.ClaimMap {

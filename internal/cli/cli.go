@@ -38,15 +38,17 @@ Usage:
                  [--constraint ARG:KIND=VALUE ...] [--purpose T] [--expires 24h|RFC3339] [--uses N]
                                                                     grant a mandate for a user to an agent
   mandate mandates revoke ID [--by NAME]                            withdraw a mandate
+  mandate approvals list [--status S] | approve ID | deny ID        list or decide calls waiting for a human
   mandate policy validate DIR|FILE ...                              report every problem in Cedar policy files
   mandate policy test FILE.yaml                                     check the decisions a test file expects
   mandate policy explain --policies DIR --agent A --tool UPSTREAM/NAME [--user U] [--args JSON] ...
                                                                     why a call would be allowed or denied
   mandate version
 
-users, agents and mandates take --config FILE and --data-dir DIR, as serve
-does, to find the store. "mandate mandates help" and "mandate policy help"
-describe their flags, the constraint syntax and the test file format.
+users, agents, mandates and approvals take --config FILE and --data-dir DIR,
+as serve does, to find the store. "mandate mandates help", "mandate approvals
+help" and "mandate policy help" describe their flags, the constraint syntax
+and the test file format.
 
 With no --config, the embedded quickstart configuration is used: 127.0.0.1:8787
 with the built-in demo upstream.
@@ -77,6 +79,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runAgents(ctx, args[1:], stdout, stderr)
 	case "mandates":
 		err = runMandates(ctx, args[1:], stdout, stderr)
+	case "approvals":
+		err = runApprovals(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
 	case "demo-upstream":

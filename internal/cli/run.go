@@ -32,6 +32,9 @@ type runtime struct {
 	store store.Store
 	ups   []*upstream.Upstream
 	gw    *gateway.Gateway
+	// mandates is the one consent service: the gateway matches with it,
+	// the consent pages and the admin API grant and revoke with it.
+	mandates *consent.Service
 }
 
 // clientCapabilities is what Mandate declares to upstreams: everything it can
@@ -93,7 +96,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{cfg: cfg, log: log, store: st}
+	rt := &runtime{cfg: cfg, log: log, store: st, mandates: consent.New(st, nil, nil)}
 	specs := make([]gateway.UpstreamSpec, 0, len(cfg.Upstreams))
 	for _, uc := range cfg.Upstreams {
 		o := upstream.Options{
@@ -121,7 +124,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
 		Catalog: catalogRecorder{st}, Log: log,
-		Policy: engine, Mandates: consent.New(st, nil, nil),
+		Policy: engine, Mandates: rt.mandates, Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
+		AllowUnlisted: !cfg.ListingRequired(stdioEntry),
+		ConsentURL: func() string {
+			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {
+				return cfg.Auth.PublicURL + "/consent"
+			}
+			return ""
+		}(),
 	})
 	for _, u := range rt.ups {
 		u.SetHandler(rt.gw.SharedHandler(u.ID()))
@@ -192,7 +202,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer rt.close()
-	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr)
+	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr, pageDeps{gw: rt.gw, mandates: rt.mandates})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("auth: %w", err)

@@ -199,7 +199,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	for i, era := range eras {
 		progress := make(chan string, 1)
 		cs := connectHTTP(t, s.base+"/mcp", era.version, progress)
-		if got, want := toolNames(t, cs), []string{"demo__add", "demo__echo", "demo__now", "demo__slow"}; !slices.Equal(got, want) {
+		if got, want := toolNames(t, cs), []string{"demo__add", "demo__echo", "demo__now", "demo__slow", "mandate__whoami"}; !slices.Equal(got, want) {
 			t.Fatalf("%s: tools/list = %v, want %v", era.name, got, want)
 		}
 		text, err := resultText(cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": era.name}}))

@@ -52,7 +52,7 @@ func TestStdio(t *testing.T) {
 			if err != nil {
 				t.Fatalf("connect: %v\nstderr:\n%s", err, stderr.String())
 			}
-			if got, want := toolNames(t, cs), []string{"demo__add", "demo__echo", "demo__now", "demo__slow"}; !slices.Equal(got, want) {
+			if got, want := toolNames(t, cs), []string{"demo__add", "demo__echo", "demo__now", "demo__slow", "mandate__whoami"}; !slices.Equal(got, want) {
 				t.Errorf("tools/list = %v, want %v", got, want)
 			}
 			text, err := resultText(cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": "over stdio"}}))

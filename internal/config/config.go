@@ -102,6 +102,19 @@ type Policy struct {
 	// mandate covers the call. The directory is re-read when its files
 	// change; a set that fails to compile is reported and the old one kept.
 	Dir string `yaml:"dir"`
+	// RequireListing denies a call of a tool the session was never shown in
+	// tools/list ("what tools do you see?"). Default: on when authentication
+	// is on; off with `auth: none` and for `mandate stdio`, where Mandate is
+	// a transparent local proxy and clients may call tools they know.
+	RequireListing *bool `yaml:"require_listing"`
+}
+
+// ListingRequired resolves Policy.RequireListing for an entry point.
+func (c *Config) ListingRequired(stdioEntry bool) bool {
+	if c.Policy.RequireListing != nil {
+		return *c.Policy.RequireListing
+	}
+	return c.Auth.Mode != AuthNone && !stdioEntry
 }
 
 // PolicyDir is Policy.Dir resolved against the config file's directory,

@@ -117,6 +117,8 @@ func connect(t *testing.T, url string) *mcp.ClientSession {
 	return cs
 }
 
+// toolNames lists the upstream tools, leaving out Mandate's own
+// mandate__whoami (which internal/gateway tests).
 func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
 	t.Helper()
 	res, err := cs.ListTools(context.Background(), nil)
@@ -125,13 +127,22 @@ func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
 	}
 	var names []string
 	for _, tl := range res.Tools {
-		names = append(names, tl.Name)
+		if tl.Name != "mandate__whoami" {
+			names = append(names, tl.Name)
+		}
 	}
 	return names
 }
 
+// callText lists the tools, as clients do before calling (Mandate refuses
+// calls of tools the session was not shown), and calls one.
 func callText(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) string {
 	t.Helper()
+	for _, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatalf("tools/list: %v", err)
+		}
+	}
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
 	if err != nil {
 		t.Fatalf("tools/call %s: %v", name, err)
@@ -280,8 +291,8 @@ func TestOneUpstreamDownLeavesOthersUsable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Tools) != 4 {
-		t.Fatalf("want the 4 remote tools, got %d", len(res.Tools))
+	if len(res.Tools) != 5 {
+		t.Fatalf("want mandate__whoami and the 4 remote tools, got %d", len(res.Tools))
 	}
 	un, _ := res.Meta["io.github.mandate-mcp/unavailable"].([]any)
 	if len(un) != 1 || un[0] != "dead" {
@@ -349,6 +360,9 @@ func (s *rawSession) call(body string) (int, []byte) {
 func TestSameIDTwoSessions(t *testing.T) {
 	h := startGateway(t, frontend.Options{}, stdioUpstream("local", false))
 	a, b := newRawSession(t, h.url), newRawSession(t, h.url)
+	for _, s := range []*rawSession{a, b} {
+		s.call(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	}
 	errs := make(chan error, 100)
 	for i := range 25 {
 		var wg sync.WaitGroup
@@ -555,6 +569,10 @@ func TestToolsListMatchesUpstream(t *testing.T) {
 	if err := json.Unmarshal(throughBody, &m); err != nil {
 		t.Fatal(err)
 	}
+	if len(m.Result.Tools) == 0 || string(m.Result.Tools[0]["name"]) != `"mandate__whoami"` {
+		t.Fatalf("the list does not start with mandate__whoami: %s", throughBody)
+	}
+	m.Result.Tools = m.Result.Tools[1:]
 	if len(d.Result.Tools) == 0 || len(d.Result.Tools) != len(m.Result.Tools) {
 		t.Fatalf("direct %d tools, through Mandate %d", len(d.Result.Tools), len(m.Result.Tools))
 	}

@@ -96,6 +96,12 @@ func (p *stdioPeer) initialize() {
 		p.t.Fatalf("initialize: %+v", r)
 	}
 	p.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	// Like any client, list the tools before calling them: Mandate refuses
+	// calls of tools the session was not shown.
+	p.send(`{"jsonrpc":"2.0","id":"list","method":"tools/list"}`)
+	if r := p.next(); string(r.ID) != `"list"` || r.Error != nil {
+		p.t.Fatalf("tools/list: %+v", r)
+	}
 }
 
 func echoText(t *testing.T, r stdioReply) string {

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/consent"
@@ -96,10 +98,22 @@ func (g *Gateway) listFilter(ctx context.Context, sess *Session, lk listKind) (f
 	}, nil
 }
 
+// metaIntent is the _meta key under which an agent may declare, in free
+// text, the purpose of one item call: {"_meta": {"dev.mandate/intent":
+// "summarise yesterday's tickets"}}. Mandate passes it to every item
+// decision as policy.Request.Intent (context.intent in Cedar), so a policy
+// can require one for chosen tools, and to the record of the call. It is
+// the agent's own statement, decided on and recorded as such, never proof
+// of anything (B-03: Mandate puts no verified fact under this key); the
+// bytes go upstream unchanged.
+const metaIntent = "dev.mandate/intent"
+
 // authorizeItem decides one call of an item (tools/call, prompts/get,
-// resources/read, …) with its arguments and, when a mandate covered it,
-// records the use. It returns nil when the call may proceed.
-func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, kind string, u *upState, name string, args map[string]any, item json.RawMessage) *jsonrpc.Response {
+// resources/read, resources/subscribe, completion/complete) with its
+// arguments and the intent the agent declared in _meta (metaIntent) and,
+// when a mandate covered it, records the use. It returns nil when the call
+// may proceed.
+func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, item json.RawMessage) *jsonrpc.Response {
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
 		return errorResponse(req.ID, codeDenied, "not allowed")
@@ -124,7 +138,9 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 	switch d.Effect {
 	case policy.Allow:
 	case policy.NeedsApproval:
-		return errorResponse(req.ID, codeNeedsApproval, "this call needs a human's approval, which is not available yet")
+		if resp := g.approve(ctx, sess, req, related, kind, u, name, args, d.Version); resp != nil {
+			return resp
+		}
 	default:
 		g.log.Info("call denied", "method", req.Method, "upstream", u.id, "name", name, "agent", p.Agent, "reasons", d.Reasons, "errors", d.Errors)
 		msg := "not allowed"
@@ -132,6 +148,9 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 			// Why no mandate covers the call is the agent's own business:
 			// it names no other user's data.
 			msg += ": " + match.Reason.String()
+			if resp := g.missingMandate(sess, req, kind, match.Reason, d, msg); resp != nil {
+				return resp
+			}
 		}
 		return errorResponse(req.ID, codeDenied, msg)
 	}
@@ -163,13 +182,68 @@ func annotationsOf(item json.RawMessage) policy.Annotations {
 	return policy.Annotations{ReadOnly: a.ReadOnly, Destructive: a.Destructive, Idempotent: a.Idempotent, OpenWorld: a.OpenWorld}
 }
 
-// intentOf reads the purpose an agent may declare in _meta.
+// intentOf reads the purpose an agent declared in _meta under metaIntent;
+// "" when it declared none.
 func intentOf(params json.RawMessage) string {
 	p, err := decodeObject(params)
 	if err != nil {
 		return ""
 	}
-	return p.sub("_meta").str("dev.mandate/intent")
+	return p.sub("_meta").str(metaIntent)
+}
+
+// Error code of URLElicitationRequiredError (2025-11-25). The stateless
+// era removed it, and Mandate must never send it to such a client (B-07).
+const codeURLElicitationRequired = -32042
+
+// missingMandate is the refusal of a delegated tools/call that no mandate
+// covers — none exists, or the one that did has expired, was revoked or is
+// used up — when Options.ConsentURL says where the user can grant one. It
+// returns nil when the plain refusal applies: no consent page, another
+// item kind, a mandate whose constraints the arguments fail (a new mandate
+// would not change the arguments), or a decision a policy forbid or error
+// made (consent would not lift it).
+//
+// A 2025-11-25 client that declared URL-mode elicitation gets
+// URLElicitationRequiredError (C-07), so it can show the user the consent
+// page; any other client gets msg with data {consentUrl, reason}. Either
+// way, once the user grants, the agent's retry succeeds under the same
+// token: mandates are read on every call, and no new login is needed.
+// Mandate does not send notifications/elicitation/complete, since it does
+// not learn when the user is done; the agent retries.
+//
+// A 2026-07-28 client would be better served by an input_required result
+// (multi-round-trip requests, C-10) carrying a URL elicitation and an
+// integrity-protected requestState; that is not implemented yet, so such
+// clients get the plain error with consentUrl.
+func (g *Gateway) missingMandate(sess *Session, req *jsonrpc.Request, kind string, reason consent.Reason, d policy.Decision, msg string) *jsonrpc.Response {
+	if g.opts.ConsentURL == "" || kind != policy.KindTool || len(d.Reasons) > 0 || len(d.Errors) > 0 {
+		return nil
+	}
+	switch reason.(type) {
+	case consent.NoMandate, consent.Expired, consent.Revoked, consent.Exhausted:
+	default:
+		return nil
+	}
+	p, err := decodeObject(req.Params)
+	if err != nil {
+		return nil
+	}
+	q := url.Values{"agent": {sess.Principal.Agent}, "tool": {p.str("name")}}
+	link := g.opts.ConsentURL + "?" + q.Encode()
+	if sess.urlElicitation() {
+		data := mustJSON(map[string]any{"elicitations": []map[string]string{{
+			"mode":          "url",
+			"elicitationId": "mandate-consent-" + rand.Text(),
+			"url":           link,
+			"message":       "This agent needs your consent (a mandate) to use " + p.str("name") + ". Review and grant it, then let the agent retry.",
+		}}})
+		return &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
+			Code: codeURLElicitationRequired, Message: "a mandate is required: " + reason.String(), Data: data,
+		}}
+	}
+	data := mustJSON(map[string]string{"consentUrl": link, "reason": reason.String()})
+	return &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: codeDenied, Message: msg, Data: data}}
 }
 
 // argsOf decodes a call's arguments once for the decision; the bytes sent

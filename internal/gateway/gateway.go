@@ -62,10 +62,21 @@ type Options struct {
 	// Policy decides every request and filters every list. Nil denies
 	// everything but ping: a gateway without a policy must not fall open.
 	Policy PolicyDecider
+	// Approvals obtains a human's approval of a call the policy decided
+	// needs one (see approve). Nil refuses every such call.
+	Approvals ApprovalGate
 	// Mandates finds the consent behind a delegated call. Nil means no
 	// mandates exist (delegated calls are uncovered).
 	Mandates MandateMatcher
 	Log      *slog.Logger
+	// ConsentURL is the page where a user grants an agent a mandate. When
+	// set, a delegated call refused for want of a mandate points there (see
+	// missingMandate); "" leaves such refusals without a link.
+	ConsentURL string
+	// AllowUnlisted turns interrogation off: a session may call tools it
+	// was never shown by tools/list. False (the default) refuses such
+	// calls; set it only for clients known to call without listing.
+	AllowUnlisted bool
 }
 
 // Gateway routes MCP traffic between downstream sessions and upstreams.

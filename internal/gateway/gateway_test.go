@@ -257,6 +257,15 @@ func (f *fixture) session(t *testing.T, name string) *Session {
 	return sess
 }
 
+// caller opens a session and reads every page of tools/list, as clients do
+// before calling: Mandate refuses calls of tools a session was not shown.
+func (f *fixture) caller(t *testing.T, name string) *Session {
+	t.Helper()
+	sess := f.session(t, name)
+	f.listAll(t, sess, "tools/list", "name")
+	return sess
+}
+
 func mustOK(t *testing.T, resp *jsonrpc.Response) json.RawMessage {
 	t.Helper()
 	if resp == nil {
@@ -491,12 +500,12 @@ func TestToolsListPagedInConfigOrder(t *testing.T) {
 	f := newDefaultFixture(t)
 	sess := f.session(t, "s")
 	names, pages := f.listAll(t, sess, "tools/list", "name")
-	want := []string{"a__add", "a__echo", "a__now", "a__slow", "b__add", "b__echo", "b__now", "b__slow", "c__alpha", "c__beta"}
+	want := []string{"mandate__whoami", "a__add", "a__echo", "a__now", "a__slow", "b__add", "b__echo", "b__now", "b__slow", "c__alpha", "c__beta"}
 	if !slices.Equal(names, want) {
 		t.Errorf("tools\n got %q\nwant %q", names, want)
 	}
-	if len(pages) != 5 {
-		t.Errorf("%d pages, want 5", len(pages))
+	if len(pages) != 6 {
+		t.Errorf("%d pages, want 6", len(pages))
 	}
 	for i, p := range pages {
 		if n := len(p.Tools); n == 0 || n > 2 {
@@ -525,6 +534,10 @@ func TestListItemsPassedThrough(t *testing.T) {
 		t.Fatalf("upstream tools/list: %v %v", err, resp.Error)
 	}
 	direct := decode[listPage](t, resp.Result)
+	if len(page.Tools) == 0 || !bytes.Equal(page.Tools[0], whoamiTool) {
+		t.Fatalf("the list does not start with mandate__whoami: %s", page.Tools)
+	}
+	page.Tools = page.Tools[1:]
 	if len(page.Tools) != len(direct.Tools) {
 		t.Fatalf("gateway lists %d tools, upstream %d", len(page.Tools), len(direct.Tools))
 	}
@@ -585,7 +598,7 @@ func TestListCursorRejected(t *testing.T) {
 		{"forged offset", "tools/list", "dG9vbHM6OA." + mac},
 		{"garbage", "tools/list", "not-a-cursor"},
 		{"another gateway's key", "tools/list", other},
-		{"past the end", "tools/list", f.g.cursors.encode("tools", 11)},
+		{"past the end", "tools/list", f.g.cursors.encode("tools", 12)},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -596,7 +609,7 @@ func TestListCursorRejected(t *testing.T) {
 		})
 	}
 	// The end of the list is a valid, empty last page.
-	end := decode[listPage](t, mustOK(t, f.handle(t, sess, float64(99), "tools/list", map[string]string{"cursor": f.g.cursors.encode("tools", 10)}, nil)))
+	end := decode[listPage](t, mustOK(t, f.handle(t, sess, float64(99), "tools/list", map[string]string{"cursor": f.g.cursors.encode("tools", 11)}, nil)))
 	if len(end.Tools) != 0 || end.NextCursor != nil || end.Tools == nil {
 		t.Errorf("page at the end = %+v, want an empty tools array and no cursor", end)
 	}
@@ -608,13 +621,16 @@ func TestUnavailableUpstream(t *testing.T) {
 	eventually(t, "upstream d down", func() bool { return f.ups["d"].Health().Status == upstream.StatusDown })
 	sess := f.session(t, "s")
 	page := decode[listPage](t, mustOK(t, f.handle(t, sess, float64(1), "tools/list", nil, nil)))
-	if len(page.Tools) != 4 {
-		t.Errorf("%d tools, want the 4 of a", len(page.Tools))
+	if len(page.Tools) != 5 {
+		t.Errorf("%d tools, want mandate__whoami and the 4 of a", len(page.Tools))
 	}
 	if got := fmt.Sprint(page.Meta[metaUnavailable]); got != "[d]" {
 		t.Errorf("_meta %s = %s, want [d]", metaUnavailable, got)
 	}
-	e := wantError(t, f.handle(t, sess, float64(2), "tools/call", `{"name":"d__x","arguments":{}}`, nil), jsonrpc.CodeInternalError)
+	// The session was never shown a tool of d; a stateless request, which
+	// has no session to be shown one, reaches the upstream.
+	wantError(t, f.handle(t, sess, float64(2), "tools/call", `{"name":"d__x","arguments":{}}`, nil), codeDenied)
+	e := wantError(t, f.handle(t, f.stateless(t, identity.Local(), nil), float64(3), "tools/call", `{"name":"d__x","arguments":{}}`, nil), jsonrpc.CodeInternalError)
 	if e.Message != `upstream "d" is unavailable` {
 		t.Errorf("message = %q", e.Message)
 	}
@@ -622,7 +638,7 @@ func TestUnavailableUpstream(t *testing.T) {
 
 func TestToolsCallRouted(t *testing.T) {
 	f := newDefaultFixture(t)
-	sess := f.session(t, "s")
+	sess := f.caller(t, "s")
 	tests := []struct {
 		public, upstream, name, args, want string
 	}{
@@ -670,18 +686,24 @@ func TestToolsCallRouted(t *testing.T) {
 	}
 }
 
+// TestUnknownTool covers names that do not resolve. A stateless request
+// (no interrogation) sees the resolution errors; a session refuses every
+// name it was not shown alike, so it cannot tell a hidden tool from a
+// missing one.
 func TestUnknownTool(t *testing.T) {
 	f := newDefaultFixture(t)
-	sess := f.session(t, "s")
+	sess := f.stateless(t, identity.Local(), nil)
+	listed := f.caller(t, "s")
 	tests := []struct {
 		name, params, msg string
+		listedCode        int64 // the answer in a session that listed
 	}{
-		{"no prefix and no bare upstream", `{"name":"echo"}`, "unknown tool: echo"},
-		{"unknown prefix", `{"name":"zz__echo"}`, "unknown tool: zz__echo"},
-		{"missing name", `{"arguments":{}}`, "missing name"},
-		{"empty name", `{"name":""}`, "missing name"},
-		{"params not an object", `"a__echo"`, "invalid params"},
-		{"unlisted name of a known upstream", `{"name":"a__nope"}`, ""},
+		{"no prefix and no bare upstream", `{"name":"echo"}`, "unknown tool: echo", codeDenied},
+		{"unknown prefix", `{"name":"zz__echo"}`, "unknown tool: zz__echo", codeDenied},
+		{"missing name", `{"arguments":{}}`, "missing name", codeInvalidParams},
+		{"empty name", `{"name":""}`, "missing name", codeInvalidParams},
+		{"params not an object", `"a__echo"`, "invalid params", codeInvalidParams},
+		{"unlisted name of a known upstream", `{"name":"a__nope"}`, "", codeDenied},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -689,6 +711,7 @@ func TestUnknownTool(t *testing.T) {
 			if tt.msg != "" && e.Message != tt.msg {
 				t.Errorf("message = %q, want %q", e.Message, tt.msg)
 			}
+			wantError(t, f.handle(t, listed, float64(i+1), "tools/call", tt.params, nil), tt.listedCode)
 		})
 	}
 	if n := len(f.wires["a"].requests("tools/call")); n != 1 {
@@ -731,7 +754,7 @@ func TestProgressKeepsClientToken(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sess := f.session(t, fmt.Sprint("s", i))
+			sess := f.caller(t, fmt.Sprint("s", i))
 			stream := &recorder{}
 			other := &recorder{}
 			sess.SetStandalone(other)
@@ -774,7 +797,7 @@ func TestProgressKeepsClientToken(t *testing.T) {
 // only their own progress.
 func TestProgressTokensAreSessionScoped(t *testing.T) {
 	f := newDefaultFixture(t)
-	s1, s2 := f.session(t, "s1"), f.session(t, "s2")
+	s1, s2 := f.caller(t, "s1"), f.caller(t, "s2")
 	r1, r2 := &recorder{}, &recorder{}
 	var wg sync.WaitGroup
 	for _, c := range []struct {
@@ -810,7 +833,7 @@ func TestProgressTokensAreSessionScoped(t *testing.T) {
 
 func TestCancelledByClient(t *testing.T) {
 	f := newDefaultFixture(t)
-	sess := f.session(t, "s")
+	sess := f.caller(t, "s")
 	done := make(chan *jsonrpc.Response, 1)
 	start := time.Now()
 	go func() {
@@ -868,7 +891,7 @@ func TestCancelUnknownRequestIgnored(t *testing.T) {
 
 func TestSessionCloseCancelsInFlight(t *testing.T) {
 	f := newDefaultFixture(t)
-	sess := f.session(t, "s")
+	sess := f.caller(t, "s")
 	done := make(chan *jsonrpc.Response, 1)
 	go func() {
 		done <- f.handle(t, sess, float64(1), "tools/call", `{"name":"b__slow","arguments":{"ms":5000}}`, nil)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -210,7 +211,9 @@ func (g *Gateway) publicItem(u *upState, ns *catalog.Namespace, lk listKind, raw
 
 // handleList answers one of the list methods with the merged, namespaced,
 // deterministically ordered list (configuration order, then upstream order),
-// paginated with Mandate's own cursors.
+// paginated with Mandate's own cursors. A tools list starts with Mandate's
+// own mandate__whoami, and every tools page is recorded as shown to the
+// session (see interrogate).
 func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, params json.RawMessage) (json.RawMessage, *jsonrpc.Error) {
 	p, err := decodeObject(params)
 	if err != nil {
@@ -233,6 +236,9 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 		return nil, rpcError(codeDenied, "not allowed")
 	}
 	var items []json.RawMessage
+	if lk.kind == toolsKind.kind {
+		items = append(items, whoamiTool)
+	}
 	var unavailable []string
 	for _, u := range g.ups {
 		list, err := u.list(ctx, sess, lk)
@@ -245,9 +251,13 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 			if names := itemKeys([]json.RawMessage{it}, lk.key); len(names) != 1 || !visible(u, it, names[0]) {
 				continue
 			}
-			if pub, ok := g.publicItem(u, ns, lk, it); ok {
-				items = append(items, pub)
+			pub, ok := g.publicItem(u, ns, lk, it)
+			if !ok || lk.kind == toolsKind.kind && slices.Contains(itemKeys([]json.RawMessage{pub}, lk.key), whoamiName) {
+				// The built-in mandate__whoami shadows an upstream
+				// tool published under that name.
+				continue
 			}
+			items = append(items, pub)
 		}
 	}
 	if offset > len(items) {
@@ -260,6 +270,9 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 		page = []json.RawMessage{}
 	}
 	res.set(lk.field, page)
+	if lk.kind == toolsKind.kind {
+		recordShown(sess, page)
+	}
 	if end < len(items) {
 		res.set("nextCursor", g.cursors.encode(lk.kind, end))
 	}

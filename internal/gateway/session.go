@@ -51,7 +51,8 @@ type Session struct {
 	subs        map[string]bool // public URIs this session subscribed to
 	logLevel    string
 	ded         map[string]*dedicated
-	listen      *listenFlags // set while a stateless-era subscriptions/listen is open
+	listen      *listenFlags        // set while a stateless-era subscriptions/listen is open
+	shown       map[string]struct{} // public tool names tools/list delivered (interrogation)
 	closed      bool
 	done        chan struct{}
 
@@ -139,6 +140,41 @@ func (s *Session) busy() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.inflight)
+}
+
+// markShown records tool names a tools/list page delivered to the client.
+func (s *Session) markShown(names []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shown == nil {
+		s.shown = make(map[string]struct{}, len(names))
+	}
+	for _, n := range names {
+		s.shown[n] = struct{}{}
+	}
+}
+
+// wasShown reports whether a tools/list page delivered the tool name to
+// the client of this session.
+func (s *Session) wasShown(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.shown[name]
+	return ok
+}
+
+// urlElicitation reports whether the client declared URL-mode elicitation
+// in a session that negotiated 2025-11-25, the only version whose clients
+// understand URLElicitationRequiredError (C-07). The stateless era removed
+// that error (B-07), so a modern request never qualifies.
+func (s *Session) urlElicitation() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.modern || s.version != "2025-11-25" {
+		return false
+	}
+	_, ok := s.caps.sub("elicitation")["url"]
+	return ok
 }
 
 func (s *Session) hasCap(name string) bool {

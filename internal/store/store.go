@@ -71,6 +71,7 @@ type Store interface {
 	AgentStore
 	OAuthStore
 	MandateStore
+	ApprovalStore
 
 	// Migrate brings the schema up to date. It is idempotent and safe to call
 	// concurrently from several processes, so every replica may run it at

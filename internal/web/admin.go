@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
@@ -32,9 +33,9 @@ const AdminAPIPath = "/admin/api/"
 // to Mandate itself.
 const ScopeAdmin = "mandate:admin"
 
-// maxBodyBytes bounds the body of a state-changing request. No route takes
-// parameters in its body yet, so a body is only checked to be JSON.
-const maxBodyBytes = 4 << 10
+// maxBodyBytes bounds the body of a state-changing request: a mandate
+// with its grants and constraints is the largest.
+const maxBodyBytes = 64 << 10
 
 // AdminStore is the part of the storage contract the admin API reads and
 // changes.
@@ -68,6 +69,12 @@ type AdminOptions struct {
 	// [ScopeAdmin]. Nil writes a 403 with a plain Bearer
 	// error="insufficient_scope" challenge naming the scope.
 	InsufficientScope func(w http.ResponseWriter, required []string)
+	// Mandates grants, reads and revokes mandates for the mandates routes.
+	// Nil answers those routes with 503 and leaves the others working.
+	Mandates MandateService
+	// Now is the clock a mandate's status is judged by; nil means
+	// time.Now.
+	Now func() time.Time
 	// Log receives one record per change (who changed what, from what to
 	// what) and per refused request. Nil discards.
 	Log *slog.Logger
@@ -85,6 +92,12 @@ type AdminOptions struct {
 //	GET  users                    {"users": [UserView...]}
 //	POST users/{username}/disable UserView, unable to log in or administer
 //	POST users/{username}/enable  UserView
+//	GET  mandates[?user=USERNAME&agent=CLIENT_ID]
+//	                              {"mandates": [MandateView...]}, newest first
+//	GET  mandates/{id}            MandateView
+//	POST mandates                 MandateView of the mandate granted from a
+//	                              MandateRequest body
+//	POST mandates/{id}/revoke     MandateView, revoked by "admin:<user id>"
 //
 // An agent id is one path segment, escaped as url.PathEscape does: a
 // Client ID Metadata Document URL such as https://app.example/client.json
@@ -102,6 +115,9 @@ func NewAdminAPI(opts AdminOptions) http.Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	a := &adminAPI{opts: opts, log: opts.Log}
 	a.handle(http.MethodGet, "agents", a.listAgents)
 	a.handle(http.MethodGet, "agents/{id}", a.showAgent)
@@ -110,6 +126,10 @@ func NewAdminAPI(opts AdminOptions) http.Handler {
 	a.handle(http.MethodGet, "users", a.listUsers)
 	a.handle(http.MethodPost, "users/{username}/disable", a.setUserDisabled("disable", true))
 	a.handle(http.MethodPost, "users/{username}/enable", a.setUserDisabled("enable", false))
+	a.handle(http.MethodGet, "mandates", a.listMandates)
+	a.handle(http.MethodGet, "mandates/{id}", a.showMandate)
+	a.handle(http.MethodPost, "mandates", a.grantMandate)
+	a.handle(http.MethodPost, "mandates/{id}/revoke", a.revokeMandate)
 	return a
 }
 
@@ -136,11 +156,18 @@ type caller struct {
 	user      store.User
 }
 
-// route handles one authorized request, given the values of its
-// pattern's {name} segments in order, and returns the value to answer with
-// (status 200), or an error: an *apiError says what the client is told,
-// any other error is logged and answered with 500.
-type route func(ctx context.Context, args []string, c *caller) (any, error)
+// route handles one authorized request and returns the value to answer
+// with (status 200), or an error: an *apiError says what the client is
+// told, any other error is logged and answered with 500.
+type route func(ctx context.Context, in *call) (any, error)
+
+// call is what a route gets of one authorized request.
+type call struct {
+	args  []string   // the values of the pattern's {name} segments, in order
+	query url.Values // the request's query parameters
+	body  []byte     // a POST's body, checked to be empty or JSON
+	*caller
+}
 
 // apiError is an error for two audiences: msg is safe to show the client,
 // err (if any) is for the log only.
@@ -180,13 +207,16 @@ func (a *adminAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, msg: "method not allowed"})
 		return
 	}
+	in := &call{args: args, query: r.URL.Query(), caller: c}
 	if e.method == http.MethodPost {
-		if err := checkBody(r); err != nil {
+		body, err := checkBody(r)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
+		in.body = body
 	}
-	v, err := e.fn(r.Context(), args, c)
+	v, err := e.fn(r.Context(), in)
 	if err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
@@ -332,37 +362,37 @@ func (a *adminAPI) handle(method, pattern string, fn route) {
 	a.endpoints = append(a.endpoints, endpoint{method: method, pattern: strings.Split(pattern, "/"), fn: fn})
 }
 
-// checkBody refuses a state-changing request whose body a cross-site HTML
-// form could have sent: any Content-Type other than application/json, or a
-// body without one. What a JSON body says is ignored (no route takes
-// parameters), but it must be JSON.
-func checkBody(r *http.Request) *apiError {
+// checkBody returns the body of a state-changing request, refusing one
+// that a cross-site HTML form could have sent: any Content-Type other than
+// application/json, or a body without one. Routes that take no parameters
+// ignore what a JSON body says, but it must be JSON.
+func checkBody(r *http.Request) ([]byte, *apiError) {
 	var body []byte
 	if r.Body != nil {
 		b, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 		if err != nil {
-			return &apiError{status: http.StatusBadRequest, msg: "unreadable body", err: err}
+			return nil, &apiError{status: http.StatusBadRequest, msg: "unreadable body", err: err}
 		}
 		body = b
 	}
 	if len(body) > maxBodyBytes {
-		return &apiError{status: http.StatusRequestEntityTooLarge, msg: "body too large"}
+		return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: "body too large"}
 	}
 	const wantType = "Content-Type must be application/json"
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return &apiError{status: http.StatusUnsupportedMediaType, msg: wantType}
+			return nil, &apiError{status: http.StatusUnsupportedMediaType, msg: wantType}
 		}
 	} else if len(body) > 0 {
-		return &apiError{status: http.StatusUnsupportedMediaType, msg: wantType}
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, msg: wantType}
 	}
 	if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-		return &apiError{status: http.StatusBadRequest, msg: "body is not JSON"}
+		return nil, &apiError{status: http.StatusBadRequest, msg: "body is not JSON"}
 	}
-	return nil
+	return body, nil
 }
 
-func (a *adminAPI) listAgents(ctx context.Context, _ []string, _ *caller) (any, error) {
+func (a *adminAPI) listAgents(ctx context.Context, _ *call) (any, error) {
 	list, err := a.opts.Store.ListAgents(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
@@ -374,8 +404,8 @@ func (a *adminAPI) listAgents(ctx context.Context, _ []string, _ *caller) (any, 
 	return map[string][]AgentView{"agents": views}, nil
 }
 
-func (a *adminAPI) showAgent(ctx context.Context, args []string, _ *caller) (any, error) {
-	ag, err := a.agent(ctx, args[0])
+func (a *adminAPI) showAgent(ctx context.Context, in *call) (any, error) {
+	ag, err := a.agent(ctx, in.args[0])
 	if err != nil {
 		return nil, err
 	}
@@ -398,8 +428,8 @@ func (a *adminAPI) agent(ctx context.Context, id string) (store.Agent, error) {
 // as stored afterwards. Suspension takes effect on the agent's next
 // request: the authentication gate reads the status every time.
 func (a *adminAPI) setAgentStatus(verb, status string) route {
-	return func(ctx context.Context, args []string, c *caller) (any, error) {
-		id := args[0]
+	return func(ctx context.Context, in *call) (any, error) {
+		id, c := in.args[0], in.caller
 		before, err := a.agent(ctx, id)
 		if err != nil {
 			return nil, err
@@ -418,7 +448,7 @@ func (a *adminAPI) setAgentStatus(verb, status string) route {
 	}
 }
 
-func (a *adminAPI) listUsers(ctx context.Context, _ []string, _ *caller) (any, error) {
+func (a *adminAPI) listUsers(ctx context.Context, _ *call) (any, error) {
 	list, err := a.opts.Store.ListUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
@@ -434,8 +464,8 @@ func (a *adminAPI) listUsers(ctx context.Context, _ []string, _ *caller) (any, e
 // account as stored afterwards. A disabled account can neither log in nor
 // use this API; tokens it already holds are not revoked here.
 func (a *adminAPI) setUserDisabled(verb string, disabled bool) route {
-	return func(ctx context.Context, args []string, c *caller) (any, error) {
-		name := args[0]
+	return func(ctx context.Context, in *call) (any, error) {
+		name, c := in.args[0], in.caller
 		u, err := a.opts.Store.GetUserByUsername(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &apiError{status: http.StatusNotFound, msg: "no such user"}

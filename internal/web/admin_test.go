@@ -22,6 +22,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mandate-mcp/mandate/internal/authn"
+	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/store/memory"
@@ -180,7 +181,7 @@ func newEnv(t *testing.T) *env {
 		Log: log,
 	}
 	api := web.NewAdminAPI(web.AdminOptions{
-		Store: st, LocalIssuer: localIssuer, Log: log,
+		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: consent.New(st, nil, nil),
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},
@@ -480,7 +481,7 @@ func TestAdminAPI(t *testing.T) {
 			check: func(t *testing.T, e *env, r response) { wantUserStillEnabled(t, e, "bob") }},
 		{name: "body too large",
 			req: request{method: "POST", path: "users/bob/disable", contentType: "application/json",
-				body: `"` + strings.Repeat("x", 5000) + `"`},
+				body: `"` + strings.Repeat("x", 70000) + `"`},
 			token: admin, wantStatus: 413,
 			check: func(t *testing.T, e *env, r response) { wantUserStillEnabled(t, e, "bob") }},
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/store"
 )
 
@@ -80,6 +81,58 @@ func ViewUser(u store.User) UserView {
 		v.PasswordHash = new(Redacted)
 	}
 	return v
+}
+
+// MandateView is the JSON representation of a mandate, in the manner of
+// AgentView and of "mandate mandates show": every field under a stable
+// snake_case name, every key present. The grants are consent.Grant as
+// stored, so a reader sees exactly what calls are matched against.
+type MandateView struct {
+	ID string `json:"id"`
+	// User is the user's id, which mandates are keyed by; Username is ""
+	// when that user no longer exists.
+	User     string          `json:"user"`
+	Username string          `json:"username"`
+	Agent    string          `json:"agent"`
+	Status   string          `json:"status"`
+	Grants   []consent.Grant `json:"grants"`
+	Purpose  string          `json:"purpose"`
+	// UsesLeft is null for a mandate without a use count.
+	UsesLeft  *int       `json:"uses_left"`
+	CreatedAt *time.Time `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	RevokedBy string     `json:"revoked_by"`
+}
+
+// ViewMandate returns the view of m at now; username is its user's.
+func ViewMandate(m consent.Mandate, username string, now time.Time) MandateView {
+	v := MandateView{
+		ID: m.ID, User: m.User, Username: username, Agent: m.Agent, Status: MandateStatus(m, now),
+		Grants: m.Grants, Purpose: m.Purpose, CreatedAt: timeOrNil(m.CreatedAt),
+		ExpiresAt: timeOrNil(m.ExpiresAt), RevokedAt: timeOrNil(m.RevokedAt), RevokedBy: m.RevokedBy,
+	}
+	if v.Grants == nil {
+		v.Grants = []consent.Grant{}
+	}
+	if m.UsesLeft != consent.Unlimited {
+		v.UsesLeft = &m.UsesLeft
+	}
+	return v
+}
+
+// MandateStatus is "revoked", "expired", "exhausted" (no uses left) or
+// "active", checked in that order, as consent.Service.Match does.
+func MandateStatus(m consent.Mandate, now time.Time) string {
+	switch {
+	case !m.RevokedAt.IsZero():
+		return "revoked"
+	case !m.ExpiresAt.After(now):
+		return "expired"
+	case m.UsesLeft == 0:
+		return "exhausted"
+	}
+	return "active"
 }
 
 // rawJSON embeds stored JSON as it is. The store only keeps valid JSON;

@@ -53,6 +53,10 @@ type authServe struct {
 	// permitAll: these tests are about authentication, and the decision
 	// itself has its own tests (internal/gateway, internal/policy).
 	Policy string
+	// AllowUnlisted turns off the "call tools/list first" check, for
+	// clients that call tools they were never shown (the conformance suite
+	// opens a fresh session per scenario and calls at once).
+	AllowUnlisted bool
 }
 
 // permitAll is a policy that lets every authenticated principal do
@@ -101,8 +105,8 @@ func startAuthMandate(t *testing.T, s authServe) *authMandate {
 	if pol == "" {
 		pol = permitAll
 	}
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy: {dir: %q}\nauth:\n%s\nupstreams:\n%s",
-		addr, filepath.Join(dir, "data"), writePolicyDir(t, pol), strings.TrimRight(authBody, "\n"), ups)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy: {dir: %q, require_listing: %t}\nauth:\n%s\nupstreams:\n%s",
+		addr, filepath.Join(dir, "data"), writePolicyDir(t, pol), !s.AllowUnlisted, strings.TrimRight(authBody, "\n"), ups)
 	m := &authMandate{
 		URL: "http://" + addr + "/mcp", Issuer: "http://" + addr,
 		Config: filepath.Join(dir, "mandate.yaml"), bin: bin, env: s.Env,
@@ -730,7 +734,8 @@ func TestOAuthConformanceWithBearerToken(t *testing.T) {
       grant_types: [client_credentials]
       scopes: [mcp:tools, mcp:prompts, mcp:resources]
 `, secret),
-				Upstreams: "  - id: ev\n    prefix: \"\"\n    " + tc.upstream(t) + "\n",
+				Upstreams:     "  - id: ev\n    prefix: \"\"\n    " + tc.upstream(t) + "\n",
+				AllowUnlisted: true,
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

@@ -34,6 +34,7 @@ type Store struct {
 	refreshTokens map[string]store.RefreshToken
 	signingKeys   map[string]store.SigningKey
 	mandates      map[string]store.Mandate
+	approvals     map[string]store.Approval // made on first write, in approvals.go
 }
 
 // healthRow carries the insertion sequence that breaks ties between events

@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		})
 	}
 	runMandates(t, open)
+	runApprovals(t, open)
 }
 
 func testPing(t *testing.T, s store.Store) {
