@@ -86,9 +86,12 @@ func openSessions(ctx context.Context, cfg *config, n int) ([]*mcp.ClientSession
 					HTTPClient:           httpClient,
 					DisableStandaloneSSE: !cfg.sse,
 				}, opts)
-				if err == nil {
+				if err == nil && cfg.idle == 0 {
 					// Like any MCP client, read the tool list before calling:
-					// Mandate refuses calls of tools a session was not shown.
+					// Mandate refuses calls of tools a session was not shown
+					// (when authentication is on). Idle sessions only
+					// initialize: that is what the per-session memory target
+					// measures.
 					for _, lerr := range cs.Tools(cctx, nil) {
 						if lerr != nil {
 							err = fmt.Errorf("tools/list: %w", lerr)

@@ -124,7 +124,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
 		Catalog: catalogRecorder{st}, Log: log,
-		Policy: engine, Mandates: rt.mandates, Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
+		Policy: engine, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
 		AllowUnlisted: !cfg.ListingRequired(stdioEntry),
 		ConsentURL: func() string {
 			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {
@@ -138,6 +138,17 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 		u.Start()
 	}
 	return rt, nil
+}
+
+// gatewayMandates is the mandate source of the gateway: none with
+// `auth: none` and for the stdio entry, whose only principal is the local
+// operator (no mandates are required there, and looking them up would cost
+// a store read per call for nothing).
+func gatewayMandates(cfg *config.Config, stdioEntry bool, m *consent.Service) gateway.MandateMatcher {
+	if cfg.Auth.Mode == config.AuthNone || stdioEntry {
+		return nil
+	}
+	return m
 }
 
 func healthRecorder(st store.HealthStore, id string, log *slog.Logger) func(status, detail string) {

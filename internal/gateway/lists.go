@@ -271,7 +271,9 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 	}
 	res.set(lk.field, page)
 	if lk.kind == toolsKind.kind {
-		recordShown(sess, page)
+		if !g.opts.AllowUnlisted {
+			recordShown(sess, page)
+		}
 	}
 	if end < len(items) {
 		res.set("nextCursor", g.cursors.encode(lk.kind, end))

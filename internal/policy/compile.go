@@ -62,6 +62,12 @@ type Snapshot struct {
 	version  string
 	policies []compiled
 	byID     map[string]*compiled
+	// permitAll is the id of an unconditional permit of everything when the
+	// set has no forbid and no approval-annotated permit: then every
+	// decision is Allow whatever the request, and Decide skips building
+	// Cedar entities (the allow-all set of `auth: none` costs nothing on
+	// the request path).
+	permitAll string
 }
 
 // Version identifies the snapshot by a hash of its sources (file names and
@@ -181,6 +187,7 @@ func Compile(files map[string][]byte) (*Snapshot, []Problem) {
 	for i := range s.policies {
 		s.byID[s.policies[i].id] = &s.policies[i]
 	}
+	s.permitAll = unconditionalPermitAll(s.policies)
 	s.version = "sha256:" + hex.EncodeToString(h.Sum(nil))[:24]
 	return s, nil
 }
@@ -213,3 +220,25 @@ func flatten(err error) []error {
 // ErrInvalidPolicy is returned by Engine.Reload when the new files have
 // problems; the engine then keeps serving the previous snapshot.
 var ErrInvalidPolicy = errors.New("invalid policy")
+
+// unconditionalPermitAll returns the id of a permit with no scope
+// constraint and no condition, if the set has one and nothing that could
+// turn an allow into something else (a forbid, an approval annotation).
+func unconditionalPermitAll(ps []compiled) string {
+	id := ""
+	for _, c := range ps {
+		if !c.permit || c.approval {
+			return ""
+		}
+		if c.ast == nil || len(c.ast.Conditions) > 0 {
+			continue
+		}
+		_, p := c.ast.Principal.(xast.ScopeTypeAll)
+		_, a := c.ast.Action.(xast.ScopeTypeAll)
+		_, r := c.ast.Resource.(xast.ScopeTypeAll)
+		if p && a && r && id == "" {
+			id = c.id
+		}
+	}
+	return id
+}

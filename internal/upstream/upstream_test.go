@@ -69,6 +69,11 @@ func TestMissingCommandFailsFast(t *testing.T) {
 	if _, err := u.Dial(ctx, nil); err == nil || !strings.Contains(err.Error(), "mandate-test-no-such-server") {
 		t.Errorf("Dial = %v, want the start error", err)
 	}
+	// OnHealth runs after the state is published, so it may lag Session.
+	deadline := time.Now().Add(2 * time.Second)
+	for len(hl.get()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := hl.get(); len(got) == 0 || got[0] != StatusDown {
 		t.Errorf("health transitions %v, want down first", got)
 	}
