@@ -16,10 +16,7 @@ import (
 // same contract for open as Run.
 func runMandates(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []storeTest{
 		{"MandateRoundTrip", testMandateRoundTrip},
 		{"CreateMandateInvalid", testCreateMandateInvalid},
 		{"CreateMandateConflict", testCreateMandateConflict},
@@ -33,20 +30,7 @@ func runMandates(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MandatesCanceledContext", testMandatesCanceledContext},
 		{"MandatesUseAfterClose", testMandatesUseAfterClose},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			if err := s.Migrate(t.Context()); err != nil {
-				t.Fatalf("Migrate: %v", err)
-			}
-			tc.fn(t, s)
-		})
-	}
+	runTable(t, open, tests)
 }
 
 func testMandateRoundTrip(t *testing.T, s store.Store) {

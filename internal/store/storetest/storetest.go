@@ -21,10 +21,7 @@ import (
 // t.Cleanup; Run migrates and closes every store it opens.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []storeTest{
 		{"Ping", testPing},
 		{"MigrateTwiceKeepsData", testMigrateTwice},
 		{"MigrateConcurrently", testMigrateConcurrently},
@@ -77,6 +74,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"UseAfterClose", testUseAfterClose},
 	}
+	runTable(t, open, tests)
+	runMandates(t, open)
+	runApprovals(t, open)
+}
+
+// storeTest is one conformance test: it gets a fresh, migrated store.
+type storeTest struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
+// runTable runs each test on a store of its own, migrated first and closed
+// after.
+func runTable(t *testing.T, open func(t *testing.T) store.Store, tests []storeTest) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -91,8 +103,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
-	runMandates(t, open)
-	runApprovals(t, open)
 }
 
 func testPing(t *testing.T, s store.Store) {
