@@ -20,6 +20,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/web"
 )
 
 const mandatesUsage = `usage:
@@ -119,43 +120,9 @@ func mandatesList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, cell(user), cell(m.Agent),
 			cell(grantsSummary(m.Grants)), cell(orDash(truncate(m.Purpose, 40))), formatTime(m.ExpiresAt),
-			usesLeft(m.UsesLeft), mandateStatus(m, now))
+			usesLeft(m.UsesLeft), web.MandateStatus(m, now))
 	}
 	return tw.Flush()
-}
-
-// mandateView is the JSON representation of a mandate, in the manner of
-// web.AgentView: every field under a stable snake_case name, every key
-// present. The grants are consent.Grant as stored, so "show" prints exactly
-// what a call is matched against.
-type mandateView struct {
-	ID string `json:"id"`
-	// User is the user's id, which mandates are keyed by; Username is ""
-	// when that user no longer exists.
-	User     string          `json:"user"`
-	Username string          `json:"username"`
-	Agent    string          `json:"agent"`
-	Status   string          `json:"status"`
-	Grants   []consent.Grant `json:"grants"`
-	Purpose  string          `json:"purpose"`
-	// UsesLeft is null for a mandate without a use count.
-	UsesLeft  *int       `json:"uses_left"`
-	CreatedAt *time.Time `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	RevokedBy string     `json:"revoked_by"`
-}
-
-func viewMandate(m consent.Mandate, username string, now time.Time) mandateView {
-	v := mandateView{
-		ID: m.ID, User: m.User, Username: username, Agent: m.Agent, Status: mandateStatus(m, now),
-		Grants: m.Grants, Purpose: m.Purpose, CreatedAt: utcOrNil(m.CreatedAt),
-		ExpiresAt: utcOrNil(m.ExpiresAt), RevokedAt: utcOrNil(m.RevokedAt), RevokedBy: m.RevokedBy,
-	}
-	if m.UsesLeft != consent.Unlimited {
-		v.UsesLeft = &m.UsesLeft
-	}
-	return v
 }
 
 func mandatesShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -180,7 +147,7 @@ func mandatesShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	enc.SetIndent("", "  ")
 	// Patterns such as "<" or "&" are shown as typed, not as \u003c.
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(viewMandate(m, username, time.Now())); err != nil {
+	if err := enc.Encode(web.ViewMandate(m, username, time.Now())); err != nil {
 		return err
 	}
 	_, err = stdout.Write(out.Bytes())
@@ -330,20 +297,6 @@ func (n *usernames) of(ctx context.Context, id string) (string, error) {
 	return n.byID[id], nil
 }
 
-// mandateStatus is "revoked", "expired", "exhausted" (no uses left) or
-// "active", checked in that order, as consent.Match does.
-func mandateStatus(m consent.Mandate, now time.Time) string {
-	switch {
-	case !m.RevokedAt.IsZero():
-		return "revoked"
-	case !m.ExpiresAt.After(now):
-		return "expired"
-	case m.UsesLeft == 0:
-		return "exhausted"
-	}
-	return "active"
-}
-
 func usesLeft(n int) string {
 	if n == consent.Unlimited {
 		return "unlimited"
@@ -411,14 +364,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
-}
-
-func utcOrNil(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 // parseExpiry reads --expires: a positive Go duration, a whole number of

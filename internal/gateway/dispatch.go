@@ -411,7 +411,7 @@ func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if lk.kind == toolsKind.kind {
 		def = u.itemDefinition(ctx, lk, ref.Name)
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, itemKind[lk.kind], u, ref.Name, argsOf(p, "arguments"), def); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, itemKind[lk.kind], u, ref.Name, p, def); resp != nil {
 		return resp
 	}
 	dirty := ref.Name != name
@@ -469,7 +469,7 @@ func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, policy.KindResource, u, uri, nil, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, policy.KindResource, u, uri, p, nil); resp != nil {
 		return resp
 	}
 	dirty := uri != p.str("uri")
@@ -513,7 +513,7 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, nil, policy.KindResource, u, uri, nil, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, nil, policy.KindResource, u, uri, p, nil); resp != nil {
 		return resp
 	}
 	dirty := uri != public
@@ -624,7 +624,7 @@ func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Requ
 	if ref.str("type") == "ref/resource" {
 		kind, name = policy.KindResource, ref.str("uri")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, kind, u, name, nil, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, kind, u, name, p, nil); resp != nil {
 		return resp
 	}
 	p.set("ref", ref)

@@ -113,7 +113,11 @@ const metaIntent = "dev.mandate/intent"
 // arguments and the intent the agent declared in _meta (metaIntent) and,
 // when a mandate covered it, records the use. It returns nil when the call
 // may proceed.
-func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, item json.RawMessage) *jsonrpc.Response {
+func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, params object, item json.RawMessage) *jsonrpc.Response {
+	// params is the request's one decoded copy (no parse differentials);
+	// the arguments and the declared intent are read from it, not decoded
+	// again from the bytes.
+	args := argsOf(params, "arguments")
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
 		return errorResponse(req.ID, codeDenied, "not allowed")
@@ -132,7 +136,7 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 		Args:        args,
 		Annotations: annotationsOf(item),
 		Mandate:     policy.MandateRef{ID: match.Mandate.ID, Covered: match.Covered()},
-		Intent:      intentOf(req.Params),
+		Intent:      params.sub("_meta").str(metaIntent),
 		Time:        time.Now(),
 	})
 	switch d.Effect {
@@ -180,16 +184,6 @@ func annotationsOf(item json.RawMessage) policy.Annotations {
 	}
 	a := v.Annotations
 	return policy.Annotations{ReadOnly: a.ReadOnly, Destructive: a.Destructive, Idempotent: a.Idempotent, OpenWorld: a.OpenWorld}
-}
-
-// intentOf reads the purpose an agent declared in _meta under metaIntent;
-// "" when it declared none.
-func intentOf(params json.RawMessage) string {
-	p, err := decodeObject(params)
-	if err != nil {
-		return ""
-	}
-	return p.sub("_meta").str(metaIntent)
 }
 
 // Error code of URLElicitationRequiredError (2025-11-25). The stateless
