@@ -82,7 +82,7 @@ var sessionMethods = map[string]bool{
 
 func (g *Gateway) dispatch(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream) *jsonrpc.Response {
 	if sessionMethods[req.Method] {
-		if resp := g.authorizeSession(sess, req); resp != nil {
+		if resp := g.authorizeSession(ctx, sess, req); resp != nil {
 			return resp
 		}
 	}

@@ -16,9 +16,15 @@ import (
 
 // PolicyDecider is the organisation's policy: one decision function for
 // what a principal may do and, with unknown arguments, what it may see.
+// The embedded Cedar engine (policy.Engine) and an AuthZEN PDP client both
+// serve it; the second is why both methods take a context and why a whole
+// list is asked at once (one batch evaluation per list, not one round trip
+// per item).
 type PolicyDecider interface {
-	Decide(policy.Request) policy.Decision
-	Visible(policy.Request) bool
+	DecideContext(ctx context.Context, r policy.Request) policy.Decision
+	// VisibleAll reports, for each request in order, whether its target is
+	// listed. An error refuses the whole list (fail closed).
+	VisibleAll(ctx context.Context, rs []policy.Request) ([]bool, error)
 }
 
 // MandateMatcher finds the consent a user gave an agent.
@@ -53,14 +59,14 @@ var itemKind = map[string]string{
 
 // authorizeSession decides a session-level method (initialize, the lists as
 // a whole, logging, subscriptions). Only ping passes without a decision.
-func (g *Gateway) authorizeSession(sess *Session, req *jsonrpc.Request) *jsonrpc.Response {
+func (g *Gateway) authorizeSession(ctx context.Context, sess *Session, req *jsonrpc.Request) *jsonrpc.Response {
 	if policy.PassThrough(req.Method) {
 		return nil
 	}
 	if g.opts.Policy == nil || sess.Principal == nil {
 		return errorResponse(req.ID, codeDenied, "not allowed")
 	}
-	d := g.opts.Policy.Decide(policy.Request{
+	d := g.opts.Policy.DecideContext(ctx, policy.Request{
 		Principal: sess.Principal, Method: req.Method,
 		Target: policy.Target{Kind: policy.KindServer}, Time: time.Now(),
 	})
@@ -71,13 +77,24 @@ func (g *Gateway) authorizeSession(sess *Session, req *jsonrpc.Request) *jsonrpc
 	return nil
 }
 
-// listFilter returns the predicate deciding which items of a list the
-// session's principal sees. It reads the principal's mandates once per
-// list; a failure to read them fails the whole list (fail closed).
-func (g *Gateway) listFilter(ctx context.Context, sess *Session, lk listKind) (func(u *upState, item json.RawMessage, name string) bool, error) {
+// listCandidate is one upstream item a list may show.
+type listCandidate struct {
+	u    *upState
+	item json.RawMessage
+	name string
+}
+
+// filterList returns the candidates the session's principal may see, in
+// order, from one question per item asked of the policy in one batch. It
+// reads the principal's mandates once per list; a failure to read them or
+// to decide fails the whole list (fail closed).
+func (g *Gateway) filterList(ctx context.Context, sess *Session, lk listKind, cands []listCandidate) ([]listCandidate, error) {
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
 		return nil, fmt.Errorf("no policy")
+	}
+	if len(cands) == 0 {
+		return nil, nil
 	}
 	var active []consent.Mandate
 	if g.opts.Mandates != nil && p.Delegated() {
@@ -87,15 +104,30 @@ func (g *Gateway) listFilter(ctx context.Context, sess *Session, lk listKind) (f
 		}
 	}
 	now := time.Now()
-	return func(u *upState, item json.RawMessage, name string) bool {
-		return g.opts.Policy.Visible(policy.Request{
+	reqs := make([]policy.Request, len(cands))
+	for i, c := range cands {
+		reqs[i] = policy.Request{
 			Principal: p, Method: itemMethod[lk.kind],
-			Target:      policy.Target{Kind: itemKind[lk.kind], Upstream: u.id, Name: name},
-			Annotations: annotationsOf(item),
-			Mandate:     policy.MandateRef{Covered: consent.Covers(active, u.id, name)},
+			Target:      policy.Target{Kind: itemKind[lk.kind], Upstream: c.u.id, Name: c.name},
+			Annotations: annotationsOf(c.item),
+			Mandate:     policy.MandateRef{Covered: consent.Covers(active, c.u.id, c.name)},
 			Time:        now,
-		})
-	}, nil
+		}
+	}
+	ok, err := g.opts.Policy.VisibleAll(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	if len(ok) != len(cands) {
+		return nil, fmt.Errorf("policy answered %d of %d list items", len(ok), len(cands))
+	}
+	out := cands[:0:0]
+	for i, c := range cands {
+		if ok[i] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // metaIntent is the _meta key under which an agent may declare, in free
@@ -130,7 +162,7 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 			return errorResponse(req.ID, codeDenied, "not allowed: the mandate could not be checked")
 		}
 	}
-	d := g.opts.Policy.Decide(policy.Request{
+	d := g.opts.Policy.DecideContext(ctx, policy.Request{
 		Principal: p, Method: req.Method,
 		Target:      policy.Target{Kind: kind, Upstream: u.id, Name: name},
 		Args:        args,

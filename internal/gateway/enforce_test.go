@@ -360,11 +360,11 @@ type recordingPolicy struct {
 	reqs []policy.Request
 }
 
-func (r *recordingPolicy) Decide(q policy.Request) policy.Decision {
+func (r *recordingPolicy) DecideContext(ctx context.Context, q policy.Request) policy.Decision {
 	r.mu.Lock()
 	r.reqs = append(r.reqs, q)
 	r.mu.Unlock()
-	return r.PolicyDecider.Decide(q)
+	return r.PolicyDecider.DecideContext(ctx, q)
 }
 
 func (r *recordingPolicy) last() policy.Request {

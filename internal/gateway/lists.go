@@ -230,16 +230,12 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 	if lk.key == "name" {
 		ns = g.namespace(ctx, lk)
 	}
-	visible, err := g.listFilter(ctx, sess, lk)
-	if err != nil {
-		g.log.Warn("list denied", "method", lk.method, "err", err)
-		return nil, rpcError(codeDenied, "not allowed")
-	}
 	var items []json.RawMessage
 	if lk.kind == toolsKind.kind {
 		items = append(items, whoamiTool)
 	}
 	var unavailable []string
+	var cands []listCandidate
 	for _, u := range g.ups {
 		list, err := u.list(ctx, sess, lk)
 		if err != nil {
@@ -248,17 +244,24 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 			continue
 		}
 		for _, it := range list {
-			if names := itemKeys([]json.RawMessage{it}, lk.key); len(names) != 1 || !visible(u, it, names[0]) {
-				continue
+			if names := itemKeys([]json.RawMessage{it}, lk.key); len(names) == 1 {
+				cands = append(cands, listCandidate{u: u, item: it, name: names[0]})
 			}
-			pub, ok := g.publicItem(u, ns, lk, it)
-			if !ok || lk.kind == toolsKind.kind && slices.Contains(itemKeys([]json.RawMessage{pub}, lk.key), whoamiName) {
-				// The built-in mandate__whoami shadows an upstream
-				// tool published under that name.
-				continue
-			}
-			items = append(items, pub)
 		}
+	}
+	visible, err := g.filterList(ctx, sess, lk, cands)
+	if err != nil {
+		g.log.Warn("list denied", "method", lk.method, "err", err)
+		return nil, rpcError(codeDenied, "not allowed")
+	}
+	for _, c := range visible {
+		pub, ok := g.publicItem(c.u, ns, lk, c.item)
+		if !ok || lk.kind == toolsKind.kind && slices.Contains(itemKeys([]json.RawMessage{pub}, lk.key), whoamiName) {
+			// The built-in mandate__whoami shadows an upstream
+			// tool published under that name.
+			continue
+		}
+		items = append(items, pub)
 	}
 	if offset > len(items) {
 		return nil, rpcError(codeInvalidParams, "invalid cursor")

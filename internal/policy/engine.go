@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 )
@@ -46,3 +47,21 @@ func (e *Engine) Decide(r Request) Decision { return e.Snapshot().Decide(r) }
 
 // Visible reports whether r.Target is listed; see Snapshot.Visible.
 func (e *Engine) Visible(r Request) bool { return e.Snapshot().Visible(r) }
+
+// DecideContext is Decide for callers that serve decisions from several
+// kinds of decision point (an embedded engine, an AuthZEN PDP over the
+// network): the embedded engine needs no context, a remote one does.
+func (e *Engine) DecideContext(_ context.Context, r Request) Decision { return e.Decide(r) }
+
+// VisibleAll answers Visible for each request of one list, in order. The
+// embedded engine cannot fail as a whole (a request it cannot evaluate is
+// not visible), so the error is always nil; a remote decision point may
+// fail, and then the whole list is refused.
+func (e *Engine) VisibleAll(_ context.Context, rs []Request) ([]bool, error) {
+	s := e.Snapshot()
+	out := make([]bool, len(rs))
+	for i, r := range rs {
+		out[i] = s.Visible(r)
+	}
+	return out, nil
+}
