@@ -35,16 +35,22 @@ var _ ApprovalGate = (*consent.Approvals)(nil)
 // it, and the refusal otherwise. In order:
 //
 //  1. an approval a human already gave for exactly this call is used (an
-//     agent retrying after an out-of-band approval);
-//  2. a delegated session-based client that declared form elicitation is
-//     asked in band, and the human's answer decides at once;
-//  3. otherwise a pending request is left for an approver (CLI, approvals
+//     agent retrying after an out-of-band approval, with or without the
+//     requestState of an earlier question);
+//  2. the answer a stateless-era retry (rt) carries to Mandate's approval
+//     question under this policy version decides, as in band;
+//  3. a delegated client that can be asked is asked: a stateless-era
+//     client that declared form elicitation gets an input_required result
+//     (tools/call, resources/read and prompts/get only, C-10), a
+//     session-based one an in-band elicitation whose answer decides at once;
+//  4. otherwise a pending request is left for an approver (CLI, approvals
 //     page, webhook) and the call refused with codeNeedsApproval and the
 //     request's id, so the agent can retry once it is approved.
 //
-// Every store error denies: an approval that cannot be checked, requested
-// or used is no approval.
-func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, policyVersion string) *jsonrpc.Response {
+// Only a delegated client is asked, since the approval is recorded as its
+// user's. Every store error denies: an approval that cannot be checked,
+// requested or used is no approval.
+func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, policyVersion string, rt *retry) *jsonrpc.Response {
 	gate, p := g.opts.Approvals, sess.Principal
 	if gate == nil {
 		return errorResponse(req.ID, codeNeedsApproval, "this call needs a human's approval, which is not available yet")
@@ -62,13 +68,29 @@ func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	if ok {
 		return g.useApproval(ctx, req, gate, found.ID)
 	}
+	// An answer given under another policy version is about an approval
+	// that can no longer cover this call, and no answer at all is no
+	// decline: either way the question is asked anew below.
+	if rt.answers(purposeApproval, policyVersion) && p.Delegated() {
+		a, ok, err := rt.answer(approvalInputKey)
+		switch {
+		case err != nil:
+			return errorResponse(req.ID, codeInvalidParams, "inputResponses: "+err.Error())
+		case ok:
+			return g.settleAnswer(ctx, req, gate, rt.state.Approval, p, a)
+		}
+	}
 	rec, err := gate.Request(ctx, p, u.id, name, args, policyVersion)
 	if err != nil {
 		g.log.Warn("approval request failed; denying", "err", err)
 		return errorResponse(req.ID, codeDenied, "not allowed: an approval could not be requested")
 	}
 	g.log.Info("approval requested", "approval", rec.ID, "upstream", u.id, "name", name, "agent", p.Agent)
-	if sess.formElicitation() && p.Delegated() {
+	switch {
+	case !p.Delegated():
+	case sess.modernElicitation("form") && inputRequiredMethods[req.Method]:
+		return g.askApproval(sess, req, rec, g.displayName(kind, u, name))
+	case sess.formElicitation():
 		return g.elicitApproval(ctx, sess, req, related, gate, rec, g.displayName(kind, u, name))
 	}
 	return pendingApproval(req.ID, rec)
@@ -92,21 +114,14 @@ func pendingApproval(id jsonrpc.ID, rec store.Approval) *jsonrpc.Response {
 	return &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: codeNeedsApproval, Message: msg, Data: data}}
 }
 
-// elicitApproval asks the human at the client, with a form elicitation, to
-// approve rec, and waits at most until rec expires. Only an explicit yes
-// (action "accept" with approve true) approves; a decline or a no is
-// recorded as a denial; a cancel, an error or the timeout denies and leaves
-// the request to expire. A client that cannot be reached at all (no open
-// stream) gets the out-of-band refusal instead, so a human can still
-// approve rec elsewhere.
-//
-// The question travels on the stream of the call being decided (related),
-// falling back to the session's standalone stream once that has ended.
-func (g *Gateway) elicitApproval(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, gate ApprovalGate, rec store.Approval, display string) *jsonrpc.Response {
-	p := sess.Principal
-	params := map[string]any{
-		"message": fmt.Sprintf("The agent %q asks to call %s with these arguments:\n%s\nApprove this one call? "+
-			"(request %s, open until %s)", p.Agent, display, rec.ArgsPreview, rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339)),
+// approvalQuestion is the form elicitation that asks the human at the
+// client to approve rec, the same in band and in an input_required result:
+// who asks, the item (display) and upstream, the redacted argument preview
+// the approval was requested with, and a single yes/no field.
+func approvalQuestion(p *identity.Principal, display string, rec store.Approval) map[string]any {
+	return map[string]any{
+		"message": fmt.Sprintf("The agent %q asks to call %s (upstream %q) with these arguments:\n%s\nApprove this one call? "+
+			"(request %s, open until %s)", p.Agent, display, rec.Upstream, rec.ArgsPreview, rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339)),
 		"requestedSchema": map[string]any{
 			"type": "object",
 			"properties": map[string]any{
@@ -118,6 +133,37 @@ func (g *Gateway) elicitApproval(ctx context.Context, sess *Session, req *jsonrp
 			"required": []string{"approve"},
 		},
 	}
+}
+
+// askApproval answers a stateless-era call with an input_required result
+// asking its human to approve rec, with a requestState bound to rec and to
+// this exact call that lives as long as rec does. rec stays pending, visible
+// to every approver, until the retry's answer or someone else decides it.
+// If no state can be sealed, the out-of-band refusal stands in.
+func (g *Gateway) askApproval(sess *Session, req *jsonrpc.Request, rec store.Approval, display string) *jsonrpc.Response {
+	params := approvalQuestion(sess.Principal, display, rec)
+	params["mode"] = "form"
+	st := newState(purposeApproval, sess.Principal, req.Method, rec.Upstream, rec.Tool, rec.ArgsHash, rec.PolicyVersion, rec.ExpiresAt)
+	st.Approval = rec.ID
+	resp, err := g.inputRequired(req, approvalInputKey, params, st)
+	if err != nil {
+		g.log.Warn("approval question could not be sealed", "approval", rec.ID, "err", err)
+		return pendingApproval(req.ID, rec)
+	}
+	return resp
+}
+
+// elicitApproval asks the human at the client, with a form elicitation, to
+// approve rec, and waits at most until rec expires. The answer is settled
+// by settleAnswer; a cancel, an error or the timeout denies and leaves the
+// request to expire. A client that cannot be reached at all (no open
+// stream) gets the out-of-band refusal instead, so a human can still
+// approve rec elsewhere.
+//
+// The question travels on the stream of the call being decided (related),
+// falling back to the session's standalone stream once that has ended.
+func (g *Gateway) elicitApproval(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, gate ApprovalGate, rec store.Approval, display string) *jsonrpc.Response {
+	params := approvalQuestion(sess.Principal, display, rec)
 	if sess.Version() >= "2025-11-25" {
 		params["mode"] = "form"
 	}
@@ -134,53 +180,80 @@ func (g *Gateway) elicitApproval(ctx context.Context, sess *Session, req *jsonrp
 		g.log.Info("call denied: in-band approval failed", "approval", rec.ID, "err", resp.Error)
 		return errorResponse(req.ID, codeDenied, "not allowed: the call was not approved")
 	}
-	var answer struct {
-		Action  string `json:"action"`
-		Content struct {
-			Approve bool `json:"approve"`
-		} `json:"content"`
-	}
+	var answer elicitAnswer
 	if err := json.Unmarshal(resp.Result, &answer); err != nil {
 		return errorResponse(req.ID, codeDenied, "not allowed: the call was not approved")
 	}
-	by := "in-band:" + p.User
-	approved := answer.Action == "accept" && answer.Content.Approve
+	return g.settleAnswer(ctx, req, gate, rec.ID, sess.Principal, answer)
+}
+
+// settleAnswer records the human's answer to the approval question about
+// approval id and returns nil when the call may proceed, having used the
+// approval. Only an explicit yes (action "accept" with approve true)
+// approves; a decline or a no is recorded as a denial; a cancel or any
+// other action denies the call and leaves the request pending for an
+// approver elsewhere. The decision is recorded as the user's, made in band.
+func (g *Gateway) settleAnswer(ctx context.Context, req *jsonrpc.Request, gate ApprovalGate, id string, p *identity.Principal, answer elicitAnswer) *jsonrpc.Response {
 	if answer.Action != "accept" && answer.Action != "decline" {
-		g.log.Info("call denied: in-band approval cancelled", "approval", rec.ID, "action", answer.Action)
+		g.log.Info("call denied: in-band approval cancelled", "approval", id, "action", answer.Action)
 		return errorResponse(req.ID, codeDenied, "not allowed: the call was not approved")
 	}
-	if _, err := gate.Decide(ctx, rec.ID, approved, by); err != nil && !(approved && errors.Is(err, store.ErrConflict)) {
+	approved := answer.Action == "accept" && answer.Content.Approve
+	if _, err := gate.Decide(ctx, id, approved, "in-band:"+p.User); err != nil && !(approved && errors.Is(err, store.ErrConflict)) {
 		// A conflict on a yes means someone decided first, out of band;
 		// Use below finds out whether that was an approval.
-		g.log.Warn("recording in-band decision failed", "approval", rec.ID, "err", err)
+		g.log.Warn("recording in-band decision failed", "approval", id, "err", err)
 		if approved {
 			return errorResponse(req.ID, codeDenied, "not allowed: the approval could not be recorded")
 		}
 	}
 	if !approved {
-		g.log.Info("call denied: declined in band", "approval", rec.ID)
+		g.log.Info("call denied: declined in band", "approval", id)
 		return errorResponse(req.ID, codeDenied, "not allowed: the call was declined")
 	}
-	return g.useApproval(ctx, req, gate, rec.ID)
+	return g.useApproval(ctx, req, gate, id)
 }
 
 // formElicitation reports whether the session can be asked a form
-// elicitation: a session-based client (server-to-client requests need a
-// session) that declared elicitation with form mode, which an empty
-// elicitation capability implies.
+// elicitation in band: a session-based client (server-to-client requests
+// need a session) that declared elicitation with form mode.
 func (s *Session) formElicitation() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.modern {
+	form, _ := elicitationModes(s.caps)
+	return form && !s.modern
+}
+
+// modernElicitation reports whether a stateless-era request declared, in
+// its own capabilities, elicitation in mode ("form" or "url"): the only
+// input requests its input_required results may carry (C-10).
+func (s *Session) modernElicitation(mode string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.modern {
 		return false
 	}
-	if _, ok := s.caps["elicitation"]; !ok {
-		return false
+	form, url := elicitationModes(s.caps)
+	switch mode {
+	case "form":
+		return form
+	case "url":
+		return url
 	}
-	e := s.caps.sub("elicitation")
-	_, form := e["form"]
-	_, url := e["url"]
-	return form || !url
+	return false
+}
+
+// elicitationModes reads the elicitation modes a client declared. An empty
+// elicitation capability means form mode only, as the specification has it
+// for clients older than URL mode.
+func elicitationModes(caps object) (form, url bool) {
+	if _, ok := caps["elicitation"]; !ok {
+		return false, false
+	}
+	e := caps.sub("elicitation")
+	_, form = e["form"]
+	_, url = e["url"]
+	return form || !url, url
 }
 
 // displayName is the name the client knows the item by.

@@ -316,26 +316,44 @@ func TestApprovalStoreFailureDenies(t *testing.T) {
 }
 
 // TestApprovalStatelessNotInBand: a stateless-era request has no session
-// to carry a server-to-client request, so it gets the out-of-band refusal
-// even from a client that declared elicitation.
+// to carry a server-to-client request. A client that declared form
+// elicitation is asked through an input_required result instead (C-10);
+// one that did not gets the out-of-band refusal. Neither is sent an
+// elicitation/create request.
 func TestApprovalStatelessNotInBand(t *testing.T) {
-	f, _, _ := approvalFixture(t, time.Minute)
-	sess := f.g.NewEphemeral("c")
-	sess.Principal = alice
-	caps := map[string]any{"elicitation": map[string]any{"form": map[string]any{}}}
-	meta := map[string]any{
-		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
-		"io.modelcontextprotocol/clientCapabilities": caps,
-	}
-	if err := f.g.BeginModern(sess, rawParams(t, map[string]any{"_meta": meta}), "2026-07-28"); err != nil {
-		t.Fatal(err)
-	}
-	e := &elicitor{sess: sess, answer: map[string]any{"action": "accept", "content": map[string]any{"approve": true}}}
-	sess.SetStandalone(e)
-	call := echo("hi")
-	call["_meta"] = meta
-	pendingID(t, f.handle(t, sess, float64(1), "tools/call", call, e))
-	if len(e.requests()) != 0 {
-		t.Error("an elicitation was sent on a stateless request")
+	for _, tc := range []struct {
+		name      string
+		caps      map[string]any
+		wantInput bool
+	}{
+		{"form", map[string]any{"elicitation": map[string]any{"form": map[string]any{}}}, true},
+		{"url only", map[string]any{"elicitation": map[string]any{"url": map[string]any{}}}, false},
+		{"none", map[string]any{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _, _ := approvalFixture(t, time.Minute)
+			sess := f.g.NewEphemeral("c")
+			sess.Principal = alice
+			meta := map[string]any{
+				"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+				"io.modelcontextprotocol/clientCapabilities": tc.caps,
+			}
+			if err := f.g.BeginModern(sess, rawParams(t, map[string]any{"_meta": meta}), "2026-07-28"); err != nil {
+				t.Fatal(err)
+			}
+			e := &elicitor{sess: sess, answer: map[string]any{"action": "accept", "content": map[string]any{"approve": true}}}
+			sess.SetStandalone(e)
+			call := echo("hi")
+			call["_meta"] = meta
+			resp := f.handle(t, sess, float64(1), "tools/call", call, e)
+			if tc.wantInput {
+				inputRequiredOf(t, resp, approvalInputKey)
+			} else {
+				pendingID(t, resp)
+			}
+			if len(e.requests()) != 0 {
+				t.Error("an elicitation was sent on a stateless request")
+			}
+		})
 	}
 }

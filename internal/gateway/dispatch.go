@@ -322,6 +322,9 @@ func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *j
 	if sess.modern && stripModernMeta(params) {
 		dirty = true
 	}
+	if sess.modern && stripRetryFields(params) {
+		dirty = true
+	}
 	if tok := g.mapProgressToken(sess, related, params); tok != "" {
 		defer g.dropProgressToken(tok)
 		dirty = true

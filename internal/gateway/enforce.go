@@ -145,6 +145,11 @@ const metaIntent = "dev.mandate/intent"
 // arguments and the intent the agent declared in _meta (metaIntent) and,
 // when a mandate covered it, records the use. It returns nil when the call
 // may proceed.
+//
+// A stateless-era retry of a question Mandate asked (see mrtr.go) is
+// verified first and refused if its requestState does not verify; then it
+// is decided from scratch like any call, and its answer is read only where
+// the same question would be asked again.
 func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, params object, item json.RawMessage) *jsonrpc.Response {
 	// params is the request's one decoded copy (no parse differentials);
 	// the arguments and the declared intent are read from it, not decoded
@@ -153,6 +158,10 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
 		return errorResponse(req.ID, codeDenied, "not allowed")
+	}
+	rt, resp := g.retryOf(sess, req, params, u.id, name, args)
+	if resp != nil {
+		return resp
 	}
 	var match consent.Match
 	if g.opts.Mandates != nil && p.Delegated() {
@@ -174,7 +183,7 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 	switch d.Effect {
 	case policy.Allow:
 	case policy.NeedsApproval:
-		if resp := g.approve(ctx, sess, req, related, kind, u, name, args, d.Version); resp != nil {
+		if resp := g.approve(ctx, sess, req, related, kind, u, name, args, d.Version, rt); resp != nil {
 			return resp
 		}
 	default:
@@ -184,7 +193,7 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 			// Why no mandate covers the call is the agent's own business:
 			// it names no other user's data.
 			msg += ": " + match.Reason.String()
-			if resp := g.missingMandate(sess, req, kind, match.Reason, d, msg); resp != nil {
+			if resp := g.missingMandate(sess, req, kind, u, name, args, match.Reason, d, msg, rt); resp != nil {
 				return resp
 			}
 		}
@@ -230,19 +239,27 @@ const codeURLElicitationRequired = -32042
 // would not change the arguments), or a decision a policy forbid or error
 // made (consent would not lift it).
 //
-// A 2025-11-25 client that declared URL-mode elicitation gets
-// URLElicitationRequiredError (C-07), so it can show the user the consent
-// page; any other client gets msg with data {consentUrl, reason}. Either
-// way, once the user grants, the agent's retry succeeds under the same
-// token: mandates are read on every call, and no new login is needed.
-// Mandate does not send notifications/elicitation/complete, since it does
-// not learn when the user is done; the agent retries.
+// The link names the agent and the public tool. How the client learns it
+// depends on what it declared:
 //
-// A 2026-07-28 client would be better served by an input_required result
-// (multi-round-trip requests, C-10) carrying a URL elicitation and an
-// integrity-protected requestState; that is not implemented yet, so such
-// clients get the plain error with consentUrl.
-func (g *Gateway) missingMandate(sess *Session, req *jsonrpc.Request, kind string, reason consent.Reason, d policy.Decision, msg string) *jsonrpc.Response {
+//   - a 2026-07-28 client that declared URL-mode elicitation in the
+//     request's capabilities gets an input_required result (C-10) with one
+//     URL elicitation of the link and a requestState sealed for this call
+//     (purpose consent, consentStateTTL);
+//   - a 2025-11-25 client that declared URL-mode elicitation gets
+//     URLElicitationRequiredError (C-07);
+//   - any other client gets msg with data {consentUrl, reason}.
+//
+// Once the user grants, the retry succeeds under the same token: mandates
+// are read on every call, and no new login is needed. A stateless-era
+// retry is decided from scratch, so its state grants nothing; if still no
+// mandate covers it, a user who declined or cancelled the consent page gets
+// the plain refusal (no asking again), and any other retry — typically one
+// sent as soon as the user agreed to open the page, before granting — a
+// fresh input_required with a new state. Mandate does not send
+// notifications/elicitation/complete, since it does not learn when the
+// user is done; the agent retries.
+func (g *Gateway) missingMandate(sess *Session, req *jsonrpc.Request, kind string, u *upState, name string, args map[string]any, reason consent.Reason, d policy.Decision, msg string, rt *retry) *jsonrpc.Response {
 	if g.opts.ConsentURL == "" || kind != policy.KindTool || len(d.Reasons) > 0 || len(d.Errors) > 0 {
 		return nil
 	}
@@ -257,19 +274,44 @@ func (g *Gateway) missingMandate(sess *Session, req *jsonrpc.Request, kind strin
 	}
 	q := url.Values{"agent": {sess.Principal.Agent}, "tool": {p.str("name")}}
 	link := g.opts.ConsentURL + "?" + q.Encode()
-	if sess.urlElicitation() {
+	message := "This agent needs your consent (a mandate) to use " + p.str("name") + ". Review and grant it, then let the agent retry."
+	plain := &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
+		Code: codeDenied, Message: msg, Data: mustJSON(map[string]string{"consentUrl": link, "reason": reason.String()}),
+	}}
+	switch {
+	case sess.modernElicitation("url") && inputRequiredMethods[req.Method]:
+		if rt.answers(purposeConsent, "") {
+			a, ok, err := rt.answer(consentInputKey)
+			switch {
+			case err != nil:
+				return errorResponse(req.ID, codeInvalidParams, "inputResponses: "+err.Error())
+			case ok && a.Action != "accept":
+				return plain
+			}
+		}
+		hash, err := consent.ArgsHash(args)
+		if err != nil {
+			return plain
+		}
+		st := newState(purposeConsent, sess.Principal, req.Method, u.id, name, hash, d.Version, g.states.now().Add(consentStateTTL))
+		resp, err := g.inputRequired(req, consentInputKey, map[string]any{"mode": "url", "message": message, "url": link}, st)
+		if err != nil {
+			g.log.Warn("consent question could not be sealed", "err", err)
+			return plain
+		}
+		return resp
+	case sess.urlElicitation():
 		data := mustJSON(map[string]any{"elicitations": []map[string]string{{
 			"mode":          "url",
 			"elicitationId": "mandate-consent-" + rand.Text(),
 			"url":           link,
-			"message":       "This agent needs your consent (a mandate) to use " + p.str("name") + ". Review and grant it, then let the agent retry.",
+			"message":       message,
 		}}})
 		return &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
 			Code: codeURLElicitationRequired, Message: "a mandate is required: " + reason.String(), Data: data,
 		}}
 	}
-	data := mustJSON(map[string]string{"consentUrl": link, "reason": reason.String()})
-	return &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: codeDenied, Message: msg, Data: data}}
+	return plain
 }
 
 // argsOf decodes a call's arguments once for the decision; the bytes sent

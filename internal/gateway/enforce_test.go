@@ -306,6 +306,9 @@ func TestNoConsentURLWhenConsentWouldNotHelp(t *testing.T) {
 // TestURLElicitationRequired (C-07, B-07): a 2025-11-25 client that
 // declared URL-mode elicitation gets URLElicitationRequiredError; a client
 // without it, an older session and a 2026-07-28 client never get -32042.
+// The 2026-07-28 client that declared URL mode is asked through an
+// input_required result instead (C-10), one without it gets the plain
+// refusal.
 func TestURLElicitationRequired(t *testing.T) {
 	f, svc := enforced(t)
 	f.g.opts.ConsentURL = consentPage
@@ -348,8 +351,12 @@ func TestURLElicitationRequired(t *testing.T) {
 		}
 	}
 	modern := f.stateless(t, alice, urlCaps)
-	if d := errorData[consentData](t, f.handle(t, modern, float64(4), "tools/call", echo("hi"), nil), codeDenied); d.ConsentURL != wantURL {
-		t.Errorf("2026-07-28: data = %+v", d)
+	if ask := inputRequiredOf(t, f.handle(t, modern, float64(4), "tools/call", echo("hi"), nil), consentInputKey); ask.Params.Mode != "url" || ask.Params.URL != wantURL {
+		t.Errorf("2026-07-28 url: input request = %+v", ask)
+	}
+	formOnly := f.stateless(t, alice, map[string]any{"elicitation": map[string]any{}})
+	if d := errorData[consentData](t, f.handle(t, formOnly, float64(5), "tools/call", echo("hi"), nil), codeDenied); d.ConsentURL != wantURL {
+		t.Errorf("2026-07-28 form: data = %+v", d)
 	}
 }
 

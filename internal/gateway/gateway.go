@@ -77,6 +77,14 @@ type Options struct {
 	// was never shown by tools/list. False (the default) refuses such
 	// calls; set it only for clients known to call without listing.
 	AllowUnlisted bool
+	// RequestStateKey seals the requestState of the input_required results
+	// Mandate gives stateless-era clients (consent and approval questions,
+	// see mrtr.go). It must be RequestStateKeySize (32) secret bytes, shared
+	// by every replica behind one endpoint, since a client's retry may reach
+	// any of them. Nil draws a random key per process: a retry must then
+	// reach the replica that asked, or it is refused as invalid. Any other
+	// length makes New panic rather than silently fall back to that.
+	RequestStateKey []byte
 }
 
 // Gateway routes MCP traffic between downstream sessions and upstreams.
@@ -86,6 +94,7 @@ type Gateway struct {
 	ups     []*upState
 	byID    map[string]*upState
 	cursors *cursorCodec
+	states  *stateSealer
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -141,6 +150,7 @@ func New(o Options) *Gateway {
 		tokens:   map[string]*progressRoute{},
 		ns:       map[string]*catalog.Namespace{},
 		cursors:  &cursorCodec{key: key},
+		states:   newStateSealer(o.RequestStateKey),
 	}
 	for _, spec := range o.Upstreams {
 		if spec.Timeout <= 0 {
