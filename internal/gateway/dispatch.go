@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,9 @@ func (g *Gateway) Handle(ctx context.Context, sess *Session, msg jsonrpc.Message
 		if ctx.Err() != nil && resp != nil && resp.Error != nil {
 			// The client cancelled: it expects no response (requirement U-01).
 			return nil
+		}
+		if sess.modern && resp != nil && resp.Result != nil {
+			resp.Result = modernResult(m.Method, resp.Result)
 		}
 		return resp
 	}
@@ -138,6 +142,47 @@ func (g *Gateway) listResponse(ctx context.Context, sess *Session, req *jsonrpc.
 		res = withCacheHints(res)
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+// modernResult completes a result for a stateless-era (2026-07-28) client.
+// Upstream legs are negotiated by Mandate in an older version, so their
+// results lack what the new era requires of every server: a resultType
+// ("complete" unless Mandate itself answered input_required) and, on
+// resources/read, cache hints — private, since what Mandate returns is
+// decided per principal (U-08). Members already present are kept as sent,
+// and the rest of the result is copied byte for byte.
+func modernResult(method string, res json.RawMessage) json.RawMessage {
+	body := bytes.TrimSpace(res)
+	if len(body) < 2 || body[0] != '{' {
+		return res
+	}
+	o, err := decodeObject(body)
+	if err != nil {
+		return res
+	}
+	add := make([]string, 0, 3)
+	if _, ok := o["resultType"]; !ok {
+		add = append(add, `"resultType":"complete"`)
+	}
+	if method == "resources/read" {
+		if _, ok := o["ttlMs"]; !ok {
+			add = append(add, `"ttlMs":0`)
+		}
+		if _, ok := o["cacheScope"]; !ok {
+			add = append(add, `"cacheScope":"private"`)
+		}
+	}
+	if len(add) == 0 {
+		return res
+	}
+	rest := bytes.TrimSpace(body[1:]) // after '{': members, then '}'
+	out := make([]byte, 0, len(body)+64)
+	out = append(out, '{')
+	out = append(out, strings.Join(add, ",")...)
+	if len(rest) > 1 {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
 }
 
 // withCacheHints marks a list as private to this caller: Mandate may filter

@@ -310,3 +310,26 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+func TestModernResult(t *testing.T) {
+	cases := []struct {
+		name, method, in, want string
+	}{
+		{"adds resultType", "tools/call", `{"content":[]}`, `{"resultType":"complete","content":[]}`},
+		{"empty result", "ping", `{}`, `{"resultType":"complete"}`},
+		{"empty with spaces", "ping", ` { } `, `{"resultType":"complete"}`},
+		{"keeps an existing resultType", "tools/call", `{"resultType":"input_required","requestState":"x"}`, `{"resultType":"input_required","requestState":"x"}`},
+		{"nested resultType does not count", "tools/call", `{"structuredContent":{"resultType":"x"}}`, `{"resultType":"complete","structuredContent":{"resultType":"x"}}`},
+		{"resources/read gets private cache hints", "resources/read", `{"contents":[]}`, `{"resultType":"complete","ttlMs":0,"cacheScope":"private","contents":[]}`},
+		{"resources/read keeps the upstream's hints", "resources/read", `{"contents":[],"ttlMs":5,"cacheScope":"public","resultType":"complete"}`, `{"contents":[],"ttlMs":5,"cacheScope":"public","resultType":"complete"}`},
+		{"not an object", "tools/call", `null`, `null`},
+		{"malformed", "tools/call", `{"a":`, `{"a":`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := string(modernResult(c.method, json.RawMessage(c.in))); got != c.want {
+				t.Errorf("modernResult(%s) = %s, want %s", c.in, got, c.want)
+			}
+		})
+	}
+}
