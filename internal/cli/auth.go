@@ -112,7 +112,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 	for _, p := range authn.MetadataPaths("/mcp") {
 		parts.front.Mount[p] = prm
 	}
-	parts.front.Mount[web.AdminAPIPath] = adminAPI(opts, st, deps.mandates, localIssuer, log)
+	parts.front.Mount[web.AdminAPIPath] = adminAPI(opts, st, deps, localIssuer, log)
 	parts.front.Authenticate = authn.Require(opts)
 	parts.front.RequiredScopes = authn.RequiredScopes
 	parts.front.InsufficientScope = func(w http.ResponseWriter, required []string) {
@@ -198,10 +198,10 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log
 // a request without a token is challenged for web.ScopeAdmin rather than
 // the MCP scopes. localIssuer is the embedded server's issuer, "" in
 // external mode.
-func adminAPI(opts authn.Options, st store.Store, mandates *consent.Service, localIssuer string, log *slog.Logger) http.Handler {
+func adminAPI(opts authn.Options, st store.Store, deps pageDeps, localIssuer string, log *slog.Logger) http.Handler {
 	opts.Scopes = []string{web.ScopeAdmin}
 	api := web.NewAdminAPI(web.AdminOptions{
-		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: mandates,
+		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: deps.mandates, Approvals: deps.approvalService(st, log),
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},
@@ -213,10 +213,23 @@ func adminAPI(opts authn.Options, st store.Store, mandates *consent.Service, loc
 type pageDeps struct {
 	gw       *gateway.Gateway
 	mandates *consent.Service
+	// approvals is the gateway's approval service; nil means one over the
+	// same store, which decides exactly as the gateway's would: approvals
+	// live in the store, and deciding one reads no other state.
+	approvals *consent.Approvals
 }
 
-// mountPages mounts the consent and "my agents" pages, embedded mode
-// only: they sign people in through the embedded server's session. The
+// approvalService is the approval service the pages and the admin API
+// decide with.
+func (d pageDeps) approvalService(st store.Store, log *slog.Logger) *consent.Approvals {
+	if d.approvals != nil {
+		return d.approvals
+	}
+	return consent.NewApprovals(st, &consent.ApprovalOptions{Log: log})
+}
+
+// mountPages mounts the consent, "my agents" and approvals pages, embedded
+// mode only: they sign people in through the embedded server's session. The
 // consent page shares /consent with the server's OAuth consent hand-off,
 // which it passes every request that names no agent. The CSRF key is
 // derived from the same key file as the server's sealer, so every replica
@@ -227,7 +240,7 @@ func mountPages(mount map[string]http.Handler, cfg *config.Config, st store.Stor
 		return fmt.Errorf("open key file: %w", err)
 	}
 	pages, err := web.NewPages(web.PagesOptions{
-		Store: st, Mandates: deps.mandates, SessionUser: as.SessionUser,
+		Store: st, Mandates: deps.mandates, Approvals: deps.approvalService(st, log), SessionUser: as.SessionUser,
 		Tools: func(ctx context.Context) []web.Tool {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -246,7 +259,7 @@ func mountPages(mount map[string]http.Handler, cfg *config.Config, st store.Stor
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{web.ConsentPath, web.AgentsPath, web.RevokePath} {
+	for _, p := range []string{web.ConsentPath, web.AgentsPath, web.RevokePath, web.ApprovalsPath, web.DecideApprovalPath} {
 		mount[p] = pages
 	}
 	return nil
@@ -286,7 +299,10 @@ func discoverJWKS(ctx context.Context, issuer string) (string, error) {
 // agentGate admits a verified principal only if its agent is registered
 // and active and its user, if any, is not disabled: suspending an agent or
 // disabling a user denies the very next request, whatever token it holds.
-// Agents of trusted external issuers are registered on first sight.
+// Agents of trusted external issuers are registered on first sight, at
+// the standard trust level. The gate also gives the principal its agent's
+// trust level from the registry, the one source policies may believe for
+// it: no token claim carries one.
 // First/last-seen times are written at most once a minute per agent, so
 // the gate costs one or two reads per request.
 func agentGate(st store.Store, registerExternal bool, local string, log *slog.Logger) func(context.Context, *identity.Principal) error {
@@ -298,7 +314,7 @@ func agentGate(st store.Store, registerExternal bool, local string, log *slog.Lo
 		case errors.Is(err, store.ErrNotFound) && registerExternal:
 			now := time.Now()
 			a = store.Agent{ID: p.Agent, Name: p.Agent, Registration: store.RegistrationExternal, Owner: p.Issuer,
-				TrustLevel: "standard", Status: store.AgentActive, AuthMethod: "none", CreatedAt: now}
+				TrustLevel: identity.TrustStandard, Status: store.AgentActive, AuthMethod: "none", CreatedAt: now}
 			if err := st.PutAgent(ctx, a); err != nil {
 				return fmt.Errorf("%w: register agent: %v", authn.ErrUnavailable, err)
 			}
@@ -311,6 +327,7 @@ func agentGate(st store.Store, registerExternal bool, local string, log *slog.Lo
 		if a.Status != store.AgentActive {
 			return authn.ErrAgentSuspended
 		}
+		p.TrustLevel = a.TrustLevel
 		if p.User != "" {
 			var u store.User
 			var err error

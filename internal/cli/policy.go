@@ -23,7 +23,7 @@ const policyUsage = `usage:
   mandate policy validate DIR|FILE ...     compile policy files against the shipped schema
   mandate policy test FILE.yaml            check the decisions a test file expects
   mandate policy explain --policies DIR --agent CLIENT_ID --tool UPSTREAM/NAME
-        [--user USER] [--groups G1,G2] [--scopes S1,S2] [--args JSON]
+        [--user USER] [--groups G1,G2] [--scopes S1,S2] [--trust LEVEL] [--args JSON]
         [--annotations destructive,read_only,idempotent,open_world] [--risk CLASS]
         [--mandate-covered]                why a call would be allowed or denied
 
@@ -38,11 +38,12 @@ test reads a YAML file:
     - name: delegated user with a mandate
       policies: [other.cedar]      # optional: this case's own set instead
       principal: {user: alice, agent: claude, groups: [eng], scopes: [mcp],
-                  method: authorization_code}   # default method: authorization_code
+                  method: authorization_code,   # default method: authorization_code
                                                 # with a user, client_credentials without
+                  trust: standard}              # default standard; or untrusted, trusted
       method: tools/call           # default tools/call
       target: {kind: tool, upstream: github, name: create_issue}   # default kind: tool
-      args: {repo: mandate}
+      args: {repo: mandate, amount: 150}   # numbers reach context.numbers too
       annotations: {destructive: true, read_only: false, idempotent: false,
                     open_world: false, risk: high}
       mandate_covered: true
@@ -60,7 +61,11 @@ expects: its effect would be right for the wrong reason.
 explain evaluates one tools/call against the *.cedar files of DIR (or one
 FILE) and prints the decision, every policy that matched
 and why, and the policy version. Without --user the agent is autonomous
-(client credentials); with it, it acts for USER, the user's id.
+(client credentials); with it, it acts for USER, the user's id. --trust is
+the agent's level in the registry: untrusted (an agent that registered
+itself), standard (the default: one pre-registered in the configuration)
+or trusted. --args is a JSON object; its numbers reach context.numbers and
+context.decimals as they would from the gateway.
 `
 
 // runPolicy runs "mandate policy …" and returns the exit code itself, as
@@ -207,6 +212,7 @@ func compilePolicies(files map[string][]byte, w io.Writer) (*policy.Snapshot, er
 func policyExplain(args []string, stdout, stderr io.Writer) error {
 	var (
 		dir, user, agent, tool, argsJSON, groups, scopes, annotations, risk string
+		trust                                                               = identity.TrustStandard
 		covered                                                             bool
 	)
 	synopsis := "--policies DIR --agent CLIENT_ID --tool UPSTREAM/NAME [flags]"
@@ -216,6 +222,7 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&agent, "agent", "", "client id of the agent (required)")
 		fs.StringVar(&groups, "groups", "", "comma-separated groups of the user")
 		fs.StringVar(&scopes, "scopes", "", "comma-separated scopes of the token")
+		fs.StringVar(&trust, "trust", trust, "the agent's trust level: untrusted, standard or trusted")
 		fs.StringVar(&tool, "tool", "", "UPSTREAM/NAME of the tool called (required)")
 		fs.StringVar(&argsJSON, "args", "", "the call's arguments as a JSON object")
 		fs.StringVar(&annotations, "annotations", "", "comma-separated tool annotations: destructive, read_only, idempotent, open_world")
@@ -242,6 +249,9 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	if !ok || upstream == "" || name == "" {
 		return usage("--tool %q is not UPSTREAM/NAME", tool)
 	}
+	if !validTrust(trust) {
+		return usage("--trust %q: want untrusted, standard or trusted", trust)
+	}
 	var callArgs map[string]any
 	if argsJSON != "" {
 		if err := json.Unmarshal([]byte(argsJSON), &callArgs); err != nil || callArgs == nil {
@@ -267,7 +277,7 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	req := policy.Request{
-		Principal:   explainPrincipal(user, agent, splitList(groups), splitList(scopes)),
+		Principal:   explainPrincipal(user, agent, trust, splitList(groups), splitList(scopes)),
 		Method:      "tools/call",
 		Target:      policy.Target{Kind: policy.KindTool, Upstream: upstream, Name: name},
 		Args:        callArgs,
@@ -281,13 +291,24 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-func explainPrincipal(user, agent string, groups, scopes []string) *identity.Principal {
-	p := &identity.Principal{Issuer: "explain", User: user, Agent: agent, Groups: groups, Scopes: scopes}
+func explainPrincipal(user, agent, trust string, groups, scopes []string) *identity.Principal {
+	p := &identity.Principal{Issuer: "explain", User: user, Agent: agent, TrustLevel: trust, Groups: groups, Scopes: scopes}
 	p.Method = identity.MethodClientCredentials
 	if user != "" {
 		p.Method = identity.MethodAuthorizationCode
 	}
 	return p
+}
+
+// validTrust reports whether level is one of the registry's trust levels.
+// The policy reads any other level as untrusted; a test or explanation
+// that names one is a typo, refused rather than silently untrusted.
+func validTrust(level string) bool {
+	switch level {
+	case identity.TrustUntrusted, identity.TrustStandard, identity.TrustTrusted:
+		return true
+	}
+	return false
 }
 
 func parseAnnotations(list string) (policy.Annotations, error) {
@@ -338,6 +359,9 @@ type policyTestCase struct {
 		Groups []string `yaml:"groups"`
 		Scopes []string `yaml:"scopes"`
 		Method string   `yaml:"method"`
+		// Trust is the agent's trust level; "" means standard, the
+		// level of an agent pre-registered in the configuration.
+		Trust string `yaml:"trust"`
 	} `yaml:"principal"`
 	Method string `yaml:"method"`
 	Target struct {
@@ -460,6 +484,12 @@ func (c *policyTestCase) check(filePolicies bool) error {
 	if _, ok := expectEffects[c.Expect]; !ok {
 		return fmt.Errorf("expect %q: want allow, deny or needs_approval", c.Expect)
 	}
+	if c.Principal.Trust == "" {
+		c.Principal.Trust = identity.TrustStandard
+	}
+	if !validTrust(c.Principal.Trust) {
+		return fmt.Errorf("principal trust %q: want untrusted, standard or trusted", c.Principal.Trust)
+	}
 	if c.Method == "" {
 		c.Method = "tools/call"
 	}
@@ -475,7 +505,8 @@ func (c *policyTestCase) check(filePolicies bool) error {
 func (c *policyTestCase) request(now time.Time) policy.Request {
 	p := &identity.Principal{
 		Issuer: "policy-test", User: c.Principal.User, Email: c.Principal.Email, Agent: c.Principal.Agent,
-		Groups: c.Principal.Groups, Scopes: c.Principal.Scopes, Method: identity.Method(c.Principal.Method),
+		TrustLevel: c.Principal.Trust, Groups: c.Principal.Groups, Scopes: c.Principal.Scopes,
+		Method: identity.Method(c.Principal.Method),
 	}
 	if p.Method == "" {
 		p.Method = identity.MethodClientCredentials

@@ -46,13 +46,15 @@ func TestPolicyValidateGolden(t *testing.T) {
 const policyExplainHeader = `# Golden output of "mandate policy explain" (version normalised). Guards
 # against an explanation that hides a matching policy (a permit overridden
 # by a forbid, an approval permit), misnames the determining one, or loses
-# the flags that feed the decision (--user, --args, --annotations,
-# --mandate-covered): operators read it to find out why a call was denied.
+# the flags that feed the decision (--user, --args and its numbers, --trust,
+# --annotations, --mandate-covered): operators read it to find out why a
+# call was denied.
 `
 
 func TestPolicyExplainGolden(t *testing.T) {
 	good := filepath.Join("testdata", "policies", "good")
 	def := filepath.Join(examplePolicies, "default.cedar")
+	recipes := filepath.Join(examplePolicies, "recipes")
 	cases := []struct {
 		name string
 		args []string
@@ -67,6 +69,12 @@ func TestPolicyExplainGolden(t *testing.T) {
 			"--tool", "fs/read_file", "--args", `{"path":"/srv/reports/secret.pdf"}`}},
 		{"approval on a non-string argument", []string{"--agent", "claude", "--user", "alice", "--policies", good,
 			"--tool", "fs/read_file", "--args", `{"path":"/srv/reports/q1.pdf","limit":1000}`}},
+		{"numeric argument over a limit", []string{"--policies", recipes, "--user", "alice", "--agent", "claude",
+			"--tool", "payments/transfer", "--args", `{"to":"bob","amount":150}`, "--mandate-covered"}},
+		{"numeric argument that is not exact", []string{"--policies", recipes, "--user", "alice", "--agent", "claude",
+			"--tool", "payments/transfer", "--args", `{"to":"bob","amount":150.5}`, "--mandate-covered"}},
+		{"untrusted agent", []string{"--policies", recipes, "--user", "alice", "--agent", "https://app.example/client.json",
+			"--trust", "untrusted", "--tool", "github/delete_repo", "--annotations", "destructive", "--mandate-covered"}},
 	}
 	var b strings.Builder
 	for _, c := range cases {
@@ -133,6 +141,8 @@ func TestPolicyTestFileErrors(t *testing.T) {
 		{"no cases", "policies: [default.cedar]\n", "", "no cases"},
 		{"visible of a server", "policies: [default.cedar]\ncases:\n  - {name: c, principal: {agent: a}, method: initialize, target: {kind: server}, expect: allow, visible: true}\n",
 			"", "visible: a server is not listed"},
+		{"misspelt trust", "policies: [default.cedar]\ncases:\n  - {name: c, principal: {agent: a, trust: trustworthy}, expect: deny}\n",
+			"", `case 1 ("c"): principal trust "trustworthy": want untrusted, standard or trusted`},
 		{"missing policy file", "policies: [nope.cedar]\ncases:\n" + okCase, "", "read policies: stat"},
 		{"policy with problems", "policies: [broken.cedar]\ncases:\n" + okCase,
 			"broken.cedar:1:1: attribute `nope` in context", ""},
@@ -179,6 +189,7 @@ func TestPolicyCommands(t *testing.T) {
 		{"explain bad tool", explain("--policies", good, "--agent", "a", "--tool", "read_file"), 2, "", `--tool "read_file" is not UPSTREAM/NAME`},
 		{"explain args not an object", explain("--policies", good, "--agent", "a", "--tool", "fs/x", "--args", "[1]"), 2, "", "--args is not a JSON object"},
 		{"explain args null", explain("--policies", good, "--agent", "a", "--tool", "fs/x", "--args", "null"), 2, "", "--args is not a JSON object"},
+		{"explain unknown trust", explain("--policies", good, "--agent", "a", "--tool", "fs/x", "--trust", "high"), 2, "", `--trust "high": want untrusted, standard or trusted`},
 		{"explain unknown annotation", explain("--policies", good, "--agent", "a", "--tool", "fs/x", "--annotations", "dangerous"), 2, "", `--annotations: unknown annotation "dangerous"`},
 		{"explain stray argument", explain("--policies", good, "--agent", "a", "--tool", "fs/x", "extra"), 2, "", "usage: mandate policy explain"},
 		{"explain -h", explain("-h"), 0, "", "-mandate-covered"},

@@ -55,6 +55,11 @@ type Principal struct {
 	// Agent is the OAuth client id of the agent that holds the token: the
 	// current actor. It is the only actor that counts for decisions.
 	Agent string `json:"agent"`
+	// TrustLevel is the agent's trust level as Mandate's agent registry
+	// holds it (TrustUntrusted, TrustStandard or TrustTrusted), filled in
+	// after the token is verified: a token carries no trust level, and an
+	// agent cannot raise its own. Read it through Trust.
+	TrustLevel string `json:"trust_level,omitempty"`
 	// Chain is the delegation chain from the token's `act` claim, current
 	// actor first; earlier actors are kept for the record only.
 	Chain []Actor `json:"chain,omitempty"`
@@ -66,6 +71,28 @@ type Principal struct {
 	TokenID string `json:"token_id,omitempty"`
 	// Expiry is when the credential stops being valid.
 	Expiry time.Time `json:"exp"`
+}
+
+// Trust levels of an agent, from least to most trusted. The agent
+// registry assigns them: an agent that registered itself (dynamic
+// registration, a metadata document) starts untrusted, one an administrator
+// pre-registered starts standard.
+const (
+	TrustUntrusted = "untrusted"
+	TrustStandard  = "standard"
+	TrustTrusted   = "trusted"
+)
+
+// Trust returns the agent's trust level: TrustLevel when it is standard or
+// trusted, and untrusted for anything else, an empty or misspelt level
+// included. Policies read this value, so a principal built without a
+// registry lookup can never gain trust by omission.
+func (p *Principal) Trust() string {
+	switch p.TrustLevel {
+	case TrustStandard, TrustTrusted:
+		return p.TrustLevel
+	}
+	return TrustUntrusted
 }
 
 // Delegated reports whether an agent acts for a human.
@@ -105,9 +132,10 @@ func FromContext(ctx context.Context) (*Principal, bool) {
 	return p, ok && p != nil
 }
 
-// Local is the implicit principal of `auth: none`: one local user and one
-// local agent, so that everything downstream (sessions, audit) still has a
-// principal to record.
+// Local is the implicit principal of `auth: none` and of the stdio entry:
+// one local user and one local agent, so that everything downstream
+// (sessions, policy, audit) still has a principal to record. Its agent is
+// trusted: it is the operator's own client on the operator's machine.
 func Local() *Principal {
-	return &Principal{Issuer: "local", User: "local", Agent: "local", Method: MethodNone}
+	return &Principal{Issuer: "local", User: "local", Agent: "local", Method: MethodNone, TrustLevel: TrustTrusted}
 }

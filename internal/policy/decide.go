@@ -114,7 +114,7 @@ const (
 )
 
 // visibility decides whether r.Target is listed, evaluating its use with
-// context.args unknown. A permit that partial evaluation keeps may apply;
+// the arguments unknown (context.args, numbers and decimals alike). A permit that partial evaluation keeps may apply;
 // a forbid hides the item only when nothing is left of its conditions.
 // Visibility thus over-approximates the allowed calls: whatever the
 // arguments, a call the item's visibility denies is denied too.

@@ -188,3 +188,78 @@ func TestDecideIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+const numericPolicies = `
+@id("small-payments")
+permit (principal is User, action == Action::"tools/call", resource == Tool::"pay/transfer")
+when { context.numbers.hasTag("amount") && context.numbers.getTag("amount") <= 100 };
+
+@id("large-payments-need-approval")
+@approval("required")
+permit (principal is User, action == Action::"tools/call", resource == Tool::"pay/transfer")
+when { context.numbers.hasTag("amount") && context.numbers.getTag("amount") > 100 };
+
+@id("cheap-fees")
+permit (principal is User, action == Action::"tools/call", resource == Tool::"pay/fee")
+when {
+  context.decimals.hasTag("fee") &&
+  context.decimals.getTag("fee").lessThanOrEqual(decimal("9.99"))
+};
+
+@id("untrusted-never-pays")
+forbid (principal, action == Action::"tools/call", resource in Upstream::"pay")
+when { context.agent.trust == "untrusted" };
+`
+
+func TestDecideNumbersAndTrust(t *testing.T) {
+	s := mustCompile(t, map[string]string{"pay.cedar": numericPolicies})
+	standard := &identity.Principal{User: "alice", Agent: "claude", TrustLevel: identity.TrustStandard,
+		Method: identity.MethodAuthorizationCode}
+	untrusted := &identity.Principal{User: "alice", Agent: "dcr-client", TrustLevel: identity.TrustUntrusted,
+		Method: identity.MethodAuthorizationCode}
+	unknownTrust := &identity.Principal{User: "alice", Agent: "claude", Method: identity.MethodAuthorizationCode}
+	tests := []struct {
+		name    string
+		req     Request
+		effect  Effect
+		reasons []string
+	}{
+		{"amount > 100 needs approval", call(standard, "pay", "transfer", map[string]any{"amount": 150.0}),
+			NeedsApproval, []string{"large-payments-need-approval"}},
+		{"amount ≤ 100 allowed", call(standard, "pay", "transfer", map[string]any{"amount": 100.0}),
+			Allow, []string{"small-payments"}},
+		{"amount as an int", call(standard, "pay", "transfer", map[string]any{"amount": 7}),
+			Allow, []string{"small-payments"}},
+		{"negative amount allowed", call(standard, "pay", "transfer", map[string]any{"amount": -5.0}),
+			Allow, []string{"small-payments"}},
+		{"amount missing", call(standard, "pay", "transfer", nil), Deny, nil},
+		{"amount as a string is no number", call(standard, "pay", "transfer", map[string]any{"amount": "50"}), Deny, nil},
+		{"fractional amount is no integer", call(standard, "pay", "transfer", map[string]any{"amount": 50.5}), Deny, nil},
+		{"amount beyond exact integers is left out", call(standard, "pay", "transfer", map[string]any{"amount": 1e300}), Deny, nil},
+		{"decimal fee allowed", call(standard, "pay", "fee", map[string]any{"fee": 9.99}), Allow, []string{"cheap-fees"}},
+		{"integer fee compared as decimal", call(standard, "pay", "fee", map[string]any{"fee": 3.0}), Allow, []string{"cheap-fees"}},
+		{"decimal fee too high", call(standard, "pay", "fee", map[string]any{"fee": 10.5}), Deny, nil},
+		{"fee with five places is left out", call(standard, "pay", "fee", map[string]any{"fee": 0.00001}), Deny, nil},
+		{"untrusted agent is forbidden", call(untrusted, "pay", "transfer", map[string]any{"amount": 1.0}),
+			Deny, []string{"untrusted-never-pays"}},
+		{"unknown trust is untrusted", call(unknownTrust, "pay", "transfer", map[string]any{"amount": 1.0}),
+			Deny, []string{"untrusted-never-pays"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := s.Decide(tt.req)
+			if d.Effect != tt.effect || !slices.Equal(d.Reasons, tt.reasons) || len(d.Errors) > 0 {
+				t.Errorf("Decide = %v %v %v, want %v %v", d.Effect, d.Reasons, d.Errors, tt.effect, tt.reasons)
+			}
+		})
+	}
+	item := func(p *identity.Principal, name string) Request {
+		return Request{Principal: p, Target: Target{Kind: KindTool, Upstream: "pay", Name: name}, Time: noon}
+	}
+	if !s.Visible(item(standard, "transfer")) || !s.Visible(item(standard, "fee")) {
+		t.Error("a tool whose use depends on numeric arguments is hidden")
+	}
+	if s.Visible(item(untrusted, "transfer")) {
+		t.Error("a tool forbidden to untrusted agents whatever the arguments is listed for one")
+	}
+}

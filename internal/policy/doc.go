@@ -15,7 +15,10 @@
 //     agent is always in context.agent as well, so one policy can constrain
 //     the human and the agent acting for them ("effective permission is an
 //     intersection") without caring which one the principal is; context.delegated
-//     says which case applies.
+//     says which case applies. The agent's one attribute, trust, is its level
+//     in the agent registry ("untrusted", "standard" or "trusted"; see
+//     identity.Principal.Trust): a level the registry did not give reads as
+//     "untrusted", so forgetting to look it up never grants trust.
 //   - action is Action::"<MCP method>" ("tools/call", "prompts/get",
 //     "resources/read", "tools/list", …). A method the schema does not name is
 //     denied without evaluation; only "ping" and "notifications/*" pass
@@ -24,11 +27,38 @@
 //     each a child of Upstream::"<upstream>"; session-level methods
 //     (initialize, the list methods as a whole, logging/setLevel, tasks/*)
 //     are asked of Upstream::"<upstream>", Upstream::"" being the gateway.
-//   - context carries args (an Arguments entity whose tags are the call's
-//     arguments: strings as given, other JSON values as compact JSON text),
-//     annotations and risk from the pinned definition, mandate, intent, time,
-//     scopes, authMethod, delegated and sessionTainted. The shipped schema
+//   - context carries the call's arguments three ways (below), annotations
+//     and risk from the pinned definition, mandate, intent, time, scopes,
+//     authMethod, delegated and sessionTainted. The shipped schema
 //     (mandate.cedarschema) gives every type.
+//
+// # Arguments
+//
+// context.args is an Arguments entity whose tags are the call's top-level
+// arguments: strings as given, other JSON values as compact JSON text. Text
+// cannot be compared as a number, so numeric arguments are offered twice
+// more, read from that same JSON text as float64 (as mandate constraints and
+// the approval hash read them):
+//
+//   - context.numbers (Numbers, tags Long): every integer from -(2^53-1) to
+//     2^53-1. Beyond that, distinct integers share one float64, and the value
+//     decided on might not be the one the agent sent.
+//   - context.decimals (Decimals, tags decimal): every number whose shortest
+//     decimal form has at most four decimal places and fits Cedar's decimal
+//     range (about ±9.2e14), integers included, so a limit such as
+//     decimal("9.99") applies whether the agent sends 3 or 3.5.
+//
+// A number that does not fit is left out, never rounded: rounding 100.00001
+// to 100.0 would pass a "≤ 100" limit the agent exceeded. A string that
+// looks like a number ("150") stays a string. Write limits to fail closed,
+// as a permit that needs the tag and the bound, or as a forbid of a present
+// argument that is not in numbers:
+//
+//	when { context.numbers.hasTag("amount") && context.numbers.getTag("amount") <= 100 }
+//	forbid … when { context.args.hasTag("amount") && !context.numbers.hasTag("amount") }
+//
+// A forbid of "amount > 100" alone lets 1e300 through, since that amount
+// is not in numbers.
 //
 // # Effects
 //
@@ -43,11 +73,12 @@
 //
 // The same function answers tools/list: an item is listed for a principal
 // exactly when some use of it (tools/call, prompts/get, resources/read)
-// could be allowed. Visible evaluates that use with context.args unknown
-// (cedar-go's partial evaluation): a permit whose conditions still depend on
-// the arguments counts as possibly satisfied, and a forbid hides the item
-// only when it holds whatever the arguments are. Visibility therefore
-// over-approximates the allowed calls, which is the property that matters:
-// a call of an item that is not listed is always denied
-// (TestPropertyListMatchesCall checks it over generated policies).
+// could be allowed. Visible evaluates that use with the arguments unknown
+// (context.args, numbers and decimals, by cedar-go's partial evaluation): a
+// permit whose conditions still depend on them counts as possibly
+// satisfied, and a forbid hides the item only when it holds whatever the
+// arguments are. Visibility therefore over-approximates the allowed calls,
+// which is the property that matters: a call of an item that is not listed
+// is always denied (TestPropertyListMatchesCall checks it over generated
+// policies).
 package policy

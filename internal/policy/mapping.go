@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -67,6 +69,8 @@ const (
 	typeAgent     types.EntityType = "Agent"
 	typeUpstream  types.EntityType = "Upstream"
 	typeArguments types.EntityType = "Arguments"
+	typeNumbers   types.EntityType = "Numbers"
+	typeDecimals  types.EntityType = "Decimals"
 	typeAction    types.EntityType = "Action"
 )
 
@@ -77,8 +81,19 @@ var itemTypes = map[string]types.EntityType{
 	KindServer:   typeUpstream,
 }
 
-// argsUID names the Arguments entity of the one call being decided.
-var argsUID = types.NewEntityUID(typeArguments, "call")
+// argsUID, numbersUID and decimalsUID name the entities that hold the
+// arguments of the one call being decided.
+var (
+	argsUID     = types.NewEntityUID(typeArguments, "call")
+	numbersUID  = types.NewEntityUID(typeNumbers, "call")
+	decimalsUID = types.NewEntityUID(typeDecimals, "call")
+)
+
+// argContext names the context attributes that hold the call's arguments.
+// Visibility leaves every one of them unknown: an item is listed when some
+// arguments could make its use allowed, so no view of the arguments may be
+// known while deciding that.
+var argContext = []string{"args", "numbers", "decimals"}
 
 // question is one Request in Cedar's terms.
 type question struct {
@@ -93,7 +108,8 @@ var (
 )
 
 // ask maps r, asked as action, to a Cedar question. When unknownArgs is
-// set, context.args is left unknown for partial evaluation.
+// set, the arguments (context.args, numbers and decimals) are left unknown
+// for partial evaluation.
 func ask(r Request, action string, unknownArgs bool) (question, error) {
 	p := r.Principal
 	if p == nil {
@@ -115,7 +131,10 @@ func ask(r Request, action string, unknownArgs bool) (question, error) {
 	}
 
 	agent := types.NewEntityUID(typeAgent, types.String(p.Agent))
-	q.entities[agent] = types.Entity{UID: agent}
+	q.entities[agent] = types.Entity{
+		UID:        agent,
+		Attributes: types.NewRecord(types.RecordMap{"trust": types.String(p.Trust())}),
+	}
 	if p.Delegated() {
 		q.principal = types.NewEntityUID(typeUser, types.String(p.User))
 		groups := make([]types.Value, 0, len(p.Groups))
@@ -154,17 +173,6 @@ func ask(r Request, action string, unknownArgs bool) (question, error) {
 		}
 	}
 
-	var args types.Value = argsUID
-	if unknownArgs {
-		args = unknown("args")
-	} else {
-		tags, err := argTags(r.Args)
-		if err != nil {
-			return question{}, err
-		}
-		q.entities[argsUID] = types.Entity{UID: argsUID, Tags: tags}
-	}
-
 	scopes := make([]types.Value, 0, len(p.Scopes))
 	for _, s := range p.Scopes {
 		scopes = append(scopes, types.String(s))
@@ -174,7 +182,6 @@ func ask(r Request, action string, unknownArgs bool) (question, error) {
 		"delegated":  types.Boolean(p.Delegated()),
 		"authMethod": types.String(p.Method),
 		"scopes":     types.NewSet(scopes...),
-		"args":       args,
 		"annotations": types.NewRecord(types.RecordMap{
 			"readOnly":    types.Boolean(r.Annotations.ReadOnly),
 			"destructive": types.Boolean(r.Annotations.Destructive),
@@ -190,26 +197,108 @@ func ask(r Request, action string, unknownArgs bool) (question, error) {
 		"time":           types.NewDatetime(r.Time),
 		"sessionTainted": types.Boolean(r.SessionTainted),
 	}
+	if unknownArgs {
+		for _, name := range argContext {
+			q.context[types.String(name)] = unknown(name)
+		}
+		return q, nil
+	}
+	a, err := argEntities(r.Args)
+	if err != nil {
+		return question{}, err
+	}
+	q.context["args"], q.context["numbers"], q.context["decimals"] = argsUID, numbersUID, decimalsUID
+	q.entities[argsUID] = types.Entity{UID: argsUID, Tags: types.NewRecord(a.tags)}
+	q.entities[numbersUID] = types.Entity{UID: numbersUID, Tags: types.NewRecord(a.numbers)}
+	q.entities[decimalsUID] = types.Entity{UID: decimalsUID, Tags: types.NewRecord(a.decimals)}
 	return q, nil
 }
 
-// argTags turns call arguments into the tags of the Arguments entity: a
-// string as itself, any other JSON value as its compact JSON text (objects
-// with sorted keys), so "n": 10 is the tag "10".
-func argTags(args map[string]any) (types.Record, error) {
-	m := make(types.RecordMap, len(args))
+// callArgs are the tags of the three entities a call's arguments become.
+type callArgs struct {
+	tags, numbers, decimals types.RecordMap
+}
+
+// argEntities turns call arguments into the tags of the Arguments entity
+// (context.args) and, for numbers, of Numbers and Decimals: a string as
+// itself, any other JSON value as its compact JSON text (objects with
+// sorted keys), so "n": 10 is the tag "10" of args, the Long 10 of numbers
+// and the decimal 10.0 of decimals. A number is read from that JSON text
+// as a float64, as mandate constraints and the approval hash read it, so
+// the three never disagree on what the agent sent.
+func argEntities(args map[string]any) (callArgs, error) {
+	a := callArgs{tags: make(types.RecordMap, len(args))}
 	for k, v := range args {
+		key := types.String(k)
 		if s, ok := v.(string); ok {
-			m[types.String(k)] = types.String(s)
+			a.tags[key] = types.String(s)
 			continue
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return types.Record{}, fmt.Errorf("argument %q: %w", k, err)
+			return callArgs{}, fmt.Errorf("argument %q: %w", k, err)
 		}
-		m[types.String(k)] = types.String(b)
+		a.tags[key] = types.String(b)
+		if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+			continue
+		}
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			continue
+		}
+		if n, ok := exactLong(f); ok {
+			if a.numbers == nil {
+				a.numbers = types.RecordMap{}
+			}
+			a.numbers[key] = n
+		}
+		if d, ok := exactDecimal(f); ok {
+			if a.decimals == nil {
+				a.decimals = types.RecordMap{}
+			}
+			a.decimals[key] = d
+		}
 	}
-	return types.NewRecord(m), nil
+	return a, nil
+}
+
+// maxExactInt is the largest integer that float64 tells apart from its
+// neighbours (2^53-1). A JSON integer beyond it may decode to a float64
+// that is not the integer the agent wrote (2^53+1 reads as 2^53), so it is
+// no Long a policy could trust.
+const maxExactInt = 1<<53 - 1
+
+// exactLong returns f as a Long when it is an integer no larger in
+// magnitude than maxExactInt.
+func exactLong(f float64) (types.Long, bool) {
+	if f != math.Trunc(f) || math.Abs(f) > maxExactInt {
+		return 0, false
+	}
+	return types.Long(f), true
+}
+
+// maxDecimal bounds the magnitude of Cedar's decimal, which holds an int64
+// count of ten-thousandths.
+const maxDecimal = 922337203685477.5807
+
+// exactDecimal returns f as a Cedar decimal when its shortest decimal form
+// has at most four decimal places and lies within decimal's range. A
+// number with more places is left out rather than rounded: a limit on
+// 0.00001 must not see 0.0.
+func exactDecimal(f float64) (types.Decimal, bool) {
+	if math.IsNaN(f) || math.Abs(f) > maxDecimal {
+		return types.Decimal{}, false
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	whole, frac, ok := strings.Cut(s, ".")
+	if !ok {
+		frac = "0"
+	}
+	if len(frac) > 4 {
+		return types.Decimal{}, false
+	}
+	d, err := types.ParseDecimal(whole + "." + frac)
+	return d, err == nil
 }
 
 // principalName is the principal's Cedar name, for explanations.

@@ -17,23 +17,28 @@ import (
 //  1. if Visible is false, Decide for tools/call denies for every argument map;
 //  2. if some generated call is allowed (or needs approval), Visible is true.
 //
-// The generated conditions cover principal groups and type, the agent, tool
-// names and upstreams, annotations, the mandate, taint, and arguments
-// (guarded tags, like and ==, negated and combined).
+// The generated conditions cover principal groups and type, the agent and
+// its trust level, tool names and upstreams, annotations, the mandate,
+// taint, and arguments (guarded tags of args, numbers and decimals: like,
+// ==, numeric and decimal comparisons, negated and combined).
 
 var (
 	propGroups    = []string{"eng", "ops", "sales"}
 	propAgents    = []string{"claude", "cursor", "bot"}
 	propUpstreams = []string{"github", "fs"}
 	propTools     = []string{"read", "write", "delete"}
-	propArgKeys   = []string{"path", "n"}
-	propArgValues = []any{"/tmp/a", "/etc/passwd", "x", 1, 2, true}
+	propArgKeys   = []string{"path", "n", "amount"}
+	propArgValues = []any{"/tmp/a", "/etc/passwd", "x", 1, 2, true, "2",
+		0.0, 1.5, 100.0, 150.0, -3.0, 9.99, 0.00001, float64(1 << 53), 1e300}
+	propTrust   = []string{"", "untrusted", "standard", "trusted"}
+	propCompare = []string{"<", "<=", ">", ">=", "==", "!="}
+	propDecimal = []string{"lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual"}
 )
 
 func pick[T any](r *rand.Rand, xs []T) T { return xs[r.IntN(len(xs))] }
 
 func genAtom(r *rand.Rand) string {
-	switch r.IntN(12) {
+	switch r.IntN(16) {
 	case 0:
 		return fmt.Sprintf(`principal in Group::%q`, pick(r, propGroups))
 	case 1:
@@ -58,7 +63,22 @@ func genAtom(r *rand.Rand) string {
 		return fmt.Sprintf(`context.args.hasTag(%q)`, pick(r, propArgKeys))
 	case 10:
 		return `context.risk == "high"`
+	case 11:
+		k := pick(r, propArgKeys)
+		return fmt.Sprintf(`(context.numbers.hasTag(%q) && context.numbers.getTag(%q) %s %d)`,
+			k, k, pick(r, propCompare), pick(r, []int{-1, 0, 1, 2, 100, 150}))
+	case 12:
+		k := pick(r, propArgKeys)
+		return fmt.Sprintf(`(context.decimals.hasTag(%q) && context.decimals.getTag(%q).%s(decimal(%q)))`,
+			k, k, pick(r, propDecimal), pick(r, []string{"0.0", "1.5", "9.99", "100.0", "-2.5"}))
+	case 13:
+		return fmt.Sprintf(`context.numbers.hasTag(%q)`, pick(r, propArgKeys))
+	case 14:
+		return fmt.Sprintf(`context.agent.trust == %q`, pick(r, propTrust[1:]))
 	default:
+		if r.IntN(2) == 0 {
+			return fmt.Sprintf(`(principal is Agent && principal.trust == %q)`, pick(r, propTrust[1:]))
+		}
 		return "true"
 	}
 }
@@ -101,9 +121,9 @@ func genPolicy(r *rand.Rand, i int) string {
 }
 
 func genPrincipal(r *rand.Rand) *identity.Principal {
-	agent := pick(r, propAgents)
+	agent, trust := pick(r, propAgents), pick(r, propTrust)
 	if r.IntN(3) == 0 {
-		return &identity.Principal{Agent: agent, Method: identity.MethodClientCredentials}
+		return &identity.Principal{Agent: agent, TrustLevel: trust, Method: identity.MethodClientCredentials}
 	}
 	var groups []string
 	for _, g := range propGroups {
@@ -112,7 +132,7 @@ func genPrincipal(r *rand.Rand) *identity.Principal {
 		}
 	}
 	return &identity.Principal{User: fmt.Sprintf("u%d", r.IntN(3)), Groups: groups, Agent: agent,
-		Method: identity.MethodAuthorizationCode}
+		TrustLevel: trust, Method: identity.MethodAuthorizationCode}
 }
 
 func genArgs(r *rand.Rand) map[string]any {
@@ -126,9 +146,9 @@ func genArgs(r *rand.Rand) map[string]any {
 }
 
 func TestPropertyListMatchesCall(t *testing.T) {
-	const sets = 400
+	const sets, argMapsPerItem = 400, 13
 	r := rand.New(rand.NewPCG(1, 2))
-	var checked, visible, allowed, rejected int
+	var checked, calls, visible, allowed, rejected int
 	for n := range sets {
 		var src strings.Builder
 		for i := range 1 + r.IntN(5) {
@@ -143,7 +163,7 @@ func TestPropertyListMatchesCall(t *testing.T) {
 			continue
 		}
 		argMaps := []map[string]any{nil}
-		for range 12 {
+		for range argMapsPerItem - 1 {
 			argMaps = append(argMaps, genArgs(r))
 		}
 		for range 8 {
@@ -170,6 +190,7 @@ func TestPropertyListMatchesCall(t *testing.T) {
 			for _, args := range argMaps {
 				req.Args = args
 				d := s.Decide(req)
+				calls++
 				if d.Effect == Deny {
 					continue
 				}
@@ -186,9 +207,12 @@ func TestPropertyListMatchesCall(t *testing.T) {
 			checked++
 		}
 	}
-	t.Logf("%d policy sets, %d (principal, tool) pairs × %d argument maps: %d visible, %d allowed calls, %d sets rejected",
-		sets, checked, 13, visible, allowed, rejected)
+	t.Logf("%d policy sets, %d (principal, tool) pairs × %d argument maps = %d calls: %d visible, %d allowed calls, %d sets rejected",
+		sets, checked, argMapsPerItem, calls, visible, allowed, rejected)
 	if visible == 0 || allowed == 0 || visible == checked {
 		t.Errorf("generator is degenerate: %d visible, %d allowed of %d", visible, allowed, checked)
+	}
+	if calls < 10_000 {
+		t.Errorf("only %d calls checked, want at least 10,000", calls)
 	}
 }

@@ -1,6 +1,6 @@
 // Package web serves what Mandate shows to people rather than to agents:
-// today the admin JSON API, later the consent pages and the admin UI that
-// sit on top of it.
+// the admin JSON API, and the pages where people grant and revoke mandates
+// and decide approval requests; later the admin UI on top of the API.
 package web
 
 import (
@@ -72,6 +72,10 @@ type AdminOptions struct {
 	// Mandates grants, reads and revokes mandates for the mandates routes.
 	// Nil answers those routes with 503 and leaves the others working.
 	Mandates MandateService
+	// Approvals lists and decides approval requests for the approvals
+	// routes. Nil answers those routes with 503 and leaves the others
+	// working.
+	Approvals ApprovalService
 	// Now is the clock a mandate's status is judged by; nil means
 	// time.Now.
 	Now func() time.Time
@@ -98,6 +102,16 @@ type AdminOptions struct {
 //	POST mandates                 MandateView of the mandate granted from a
 //	                              MandateRequest body
 //	POST mandates/{id}/revoke     MandateView, revoked by "admin:<user id>"
+//	GET  approvals[?status=STATUS&user=USERNAME&agent=CLIENT_ID]
+//	                              {"approvals": [ApprovalView...]}, newest first
+//	GET  approvals/{id}           ApprovalView
+//	POST approvals/{id}/approve   ApprovalView, approved by "admin:<user id>":
+//	                              the agent's retry of exactly that call goes
+//	                              through once
+//	POST approvals/{id}/deny      ApprovalView, denied by "admin:<user id>"
+//
+// Deciding a request that is no longer pending (decided, used or expired)
+// is a 409 that changes nothing.
 //
 // An agent id is one path segment, escaped as url.PathEscape does: a
 // Client ID Metadata Document URL such as https://app.example/client.json
@@ -130,6 +144,10 @@ func NewAdminAPI(opts AdminOptions) http.Handler {
 	a.handle(http.MethodGet, "mandates/{id}", a.showMandate)
 	a.handle(http.MethodPost, "mandates", a.grantMandate)
 	a.handle(http.MethodPost, "mandates/{id}/revoke", a.revokeMandate)
+	a.handle(http.MethodGet, "approvals", a.listApprovals)
+	a.handle(http.MethodGet, "approvals/{id}", a.showApproval)
+	a.handle(http.MethodPost, "approvals/{id}/approve", a.decideApproval("approve", true))
+	a.handle(http.MethodPost, "approvals/{id}/deny", a.decideApproval("deny", false))
 	return a
 }
 

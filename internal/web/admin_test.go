@@ -121,6 +121,12 @@ type env struct {
 //	agents ci-bot (confidential), the CIMD URL, console, dcr-1, robot
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the admin API's options changed by edit.
+func newEnvWith(t *testing.T, edit func(*web.AdminOptions)) *env {
+	t.Helper()
 	ctx := context.Background()
 	st := memory.New()
 	if err := st.Migrate(ctx); err != nil {
@@ -180,13 +186,17 @@ func newEnv(t *testing.T) *env {
 		},
 		Log: log,
 	}
-	api := web.NewAdminAPI(web.AdminOptions{
-		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: consent.New(st, nil, nil),
+	o := web.AdminOptions{
+		Store: st, LocalIssuer: localIssuer, Log: log,
+		Mandates: consent.New(st, nil, nil), Approvals: consent.NewApprovals(st, nil),
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},
-	})
-	return &env{st: st, h: authn.Require(opts)(api), log: logs}
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	return &env{st: st, h: authn.Require(opts)(web.NewAdminAPI(o)), log: logs}
 }
 
 // request describes one call of the API.

@@ -36,6 +36,13 @@ const (
 	AgentsPath = "/agents"
 	// RevokePath revokes one of them.
 	RevokePath = "/agents/revoke"
+	// ApprovalsPath lists the approval requests of calls made for the
+	// signed-in user: pending ones to decide, and the latest decided. Each
+	// request's row has the request's id as its HTML id, so
+	// ApprovalsPath+"#"+id links to one request.
+	ApprovalsPath = "/approvals"
+	// DecideApprovalPath approves or denies one of them.
+	DecideApprovalPath = "/approvals/decide"
 )
 
 // Tool is one upstream tool as the consent page offers it; see
@@ -64,6 +71,10 @@ type PagesOptions struct {
 	Store PagesStore
 	// Mandates grants, lists and revokes mandates. Required.
 	Mandates MandateService
+	// Approvals lists and decides approval requests for the approvals
+	// page. Nil answers that page 404 and leaves it out of the agents
+	// page's links.
+	Approvals ApprovalService
 	// Tools lists the tools a mandate may grant. Nil offers none, so
 	// nothing can be granted.
 	Tools func(ctx context.Context) []Tool
@@ -123,15 +134,19 @@ var constraintKinds = []string{"prefix", "suffix", "glob", "pattern", "oneof", "
 //	POST /consent?agent=CLIENT_ID                        grant a mandate, then 303 to /agents
 //	GET  /agents                                         the user's mandates, by agent
 //	POST /agents/revoke                                  revoke one of them, then 303 to /agents
+//	GET  /approvals                                      the user's approval requests
+//	POST /approvals/decide                               approve or deny one, then 303 to /approvals
 //
 // A mandate is always granted and revoked for the session's user, never
-// for a user the form names. Every POST must be same-origin (Sec-Fetch-Site
-// or Origin, http.CrossOriginProtection) and carry a CSRF token bound to a
-// cookie of the browser, the session's user, the form's purpose and an
-// expiry. Without a session a page explains how to get one: the
-// authorization server has no sign-in page of its own outside an agent's
-// authorization, so the visitor signs in through an agent first. No page
-// may be framed or cached.
+// for a user the form names; an approval request is shown to and decided
+// by the user whose agent made the call only, and another user's request
+// is answered as one that does not exist. Every POST must be same-origin
+// (Sec-Fetch-Site or Origin, http.CrossOriginProtection) and carry a CSRF
+// token bound to a cookie of the browser, the session's user, the form's
+// purpose and an expiry. Without a session a page explains how to get
+// one: the authorization server has no sign-in page of its own outside an
+// agent's authorization, so the visitor signs in through an agent first.
+// No page may be framed or cached.
 func NewPages(opts PagesOptions) (http.Handler, error) {
 	switch {
 	case opts.Store == nil || opts.Mandates == nil:
@@ -151,7 +166,8 @@ func NewPages(opts PagesOptions) (http.Handler, error) {
 	if opts.Tools == nil {
 		opts.Tools = func(context.Context) []Tool { return nil }
 	}
-	tmpl, err := template.New("pages").Funcs(template.FuncMap{"when": formatTime}).ParseFS(pageTemplates, "templates/*.html")
+	funcs := template.FuncMap{"when": formatTime, "at": formatInstant}
+	tmpl, err := template.New("pages").Funcs(funcs).ParseFS(pageTemplates, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("pages: %w", err)
 	}
@@ -160,6 +176,8 @@ func NewPages(opts PagesOptions) (http.Handler, error) {
 	mux.HandleFunc(ConsentPath, p.consent)
 	mux.HandleFunc("GET "+AgentsPath, p.agents)
 	mux.HandleFunc("POST "+RevokePath, p.revoke)
+	mux.HandleFunc("GET "+ApprovalsPath, p.approvals)
+	mux.HandleFunc("POST "+DecideApprovalPath, p.decideApproval)
 	return pageHeaders(mux), nil
 }
 
@@ -593,6 +611,7 @@ type agentsView struct {
 	CSRF             string
 	Groups           []agentGroup
 	Granted, Revoked *mandateRow
+	Approvals        bool // whether to link the approvals page
 }
 
 type agentGroup struct {
@@ -619,7 +638,7 @@ func (p *pages) agents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.opts.Now()
-	v := agentsView{Username: u.Username, CSRF: p.csrfToken(w, r, u.ID, "revoke")}
+	v := agentsView{Username: u.Username, CSRF: p.csrfToken(w, r, u.ID, "revoke"), Approvals: p.opts.Approvals != nil}
 	byAgent := map[string]int{}
 	q := r.URL.Query()
 	for _, m := range list {
@@ -743,4 +762,13 @@ func formatTime(t time.Time) string {
 		return "—"
 	}
 	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// formatInstant is formatTime to the second, for approval requests, which
+// live for minutes.
+func formatInstant(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }

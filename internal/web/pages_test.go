@@ -16,6 +16,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/authserver"
 	"github.com/mandate-mcp/mandate/internal/consent"
+	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/store/memory"
 	"github.com/mandate-mcp/mandate/internal/users"
@@ -47,10 +48,30 @@ var catalogTools = []web.Tool{
 // pagesEnv is the embedded authorization server and the pages mounted
 // together as the gateway mounts them, on one loopback listener.
 type pagesEnv struct {
-	t        *testing.T
-	url      string
-	st       *memory.Store
-	mandates *consent.Service
+	t         *testing.T
+	url       string
+	st        *memory.Store
+	mandates  *consent.Service
+	approvals *consent.Approvals
+	clock     *clock // the approvals' clock
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func newPagesEnv(t *testing.T) *pagesEnv {
@@ -88,10 +109,12 @@ func newPagesEnv(t *testing.T) *pagesEnv {
 		t.Fatal(err)
 	}
 	mandates := consent.New(st, nil, nil)
+	clk := &clock{now: time.Now()}
+	approvals := consent.NewApprovals(st, &consent.ApprovalOptions{Now: clk.Now})
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	pages, err := web.NewPages(web.PagesOptions{
-		Store: st, Mandates: mandates, SessionUser: as.SessionUser, CSRFKey: key, OAuthConsent: as.Handler(),
+		Store: st, Mandates: mandates, Approvals: approvals, SessionUser: as.SessionUser, CSRFKey: key, OAuthConsent: as.Handler(),
 		Tools: func(context.Context) []web.Tool { return catalogTools },
 	})
 	if err != nil {
@@ -103,7 +126,7 @@ func newPagesEnv(t *testing.T) *pagesEnv {
 	for _, p := range as.Paths() {
 		mount[p] = as.Handler()
 	}
-	for _, p := range []string{web.ConsentPath, web.AgentsPath, web.RevokePath} {
+	for _, p := range []string{web.ConsentPath, web.AgentsPath, web.RevokePath, web.ApprovalsPath, web.DecideApprovalPath} {
 		mount[p] = pages
 	}
 	mux := http.NewServeMux()
@@ -116,7 +139,7 @@ func newPagesEnv(t *testing.T) *pagesEnv {
 		ts.Close()
 		as.Close()
 	})
-	return &pagesEnv{t: t, url: issuer, st: st, mandates: mandates}
+	return &pagesEnv{t: t, url: issuer, st: st, mandates: mandates, approvals: approvals, clock: clk}
 }
 
 // browser is a cookie-jar client that does not follow redirects.
@@ -461,16 +484,23 @@ func TestPagesNeedSession(t *testing.T) {
 	// A forged session cookie is no session.
 	u, _ := url.Parse(e.url)
 	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "mandate_session", Value: "forged"}})
+	apr, err := e.approvals.Request(context.Background(), &identity.Principal{User: "usr_alice", Agent: pagesAgent},
+		"fs", "wipe", map[string]any{"path": "/srv"}, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []page{
 		b.get(consentURL(pagesAgent)),
 		b.get(web.AgentsPath),
+		b.get(web.ApprovalsPath),
 		b.post(consentURL(pagesAgent), url.Values{"user": {"alice"}, "tool": {"fs__read"}, "expiry": {"1h"}}),
 		b.post(web.RevokePath, url.Values{"mandate": {m.ID}}),
+		b.post(web.DecideApprovalPath, url.Values{"approval": {apr.ID}, "decision": {"approve"}}),
 	} {
 		if p.status != http.StatusForbidden || !strings.Contains(p.body, "Sign in through your agent first") {
 			t.Errorf("%d, want 403 and the sign-in advice: %s", p.status, p.body)
 		}
-		if strings.Contains(p.body, m.ID) || strings.Contains(p.body, "fs__read") {
+		if strings.Contains(p.body, m.ID) || strings.Contains(p.body, "fs__read") || strings.Contains(p.body, apr.ID) {
 			t.Error("a page without a session shows data")
 		}
 		wantPageHeaders(t, p)
@@ -478,6 +508,9 @@ func TestPagesNeedSession(t *testing.T) {
 	ms, _ := e.mandates.List(context.Background(), "", "")
 	if len(ms) != 1 || !ms[0].RevokedAt.IsZero() {
 		t.Errorf("mandates changed without a session: %+v", ms)
+	}
+	if a, _ := e.approvals.Get(context.Background(), apr.ID); a.Status != store.ApprovalPending {
+		t.Errorf("approval decided without a session: %s", a.Status)
 	}
 }
 
