@@ -53,13 +53,16 @@ func (g *Gateway) policyVersion() string {
 // the verified principal only and never carries a credential: no token,
 // no token id.
 type whoamiResult struct {
-	Agent         string           `json:"agent"`
-	User          *string          `json:"user"`
-	Chain         []identity.Actor `json:"chain"`
-	Scopes        []string         `json:"scopes"`
-	AuthMethod    identity.Method  `json:"authMethod"`
-	Mandates      []whoamiMandate  `json:"mandates"`
-	PolicyVersion string           `json:"policyVersion,omitempty"`
+	Agent      string           `json:"agent"`
+	User       *string          `json:"user"`
+	Chain      []identity.Actor `json:"chain"`
+	Scopes     []string         `json:"scopes"`
+	AuthMethod identity.Method  `json:"authMethod"`
+	// Trust is the agent's trust level in Mandate's registry, which
+	// policies may read; an agent refused for it can learn why here.
+	Trust         string          `json:"trustLevel"`
+	Mandates      []whoamiMandate `json:"mandates"`
+	PolicyVersion string          `json:"policyVersion,omitempty"`
 }
 
 type whoamiMandate struct {
@@ -87,6 +90,7 @@ func (g *Gateway) whoami(ctx context.Context, sess *Session, req *jsonrpc.Reques
 		Chain:         p.Chain,
 		Scopes:        p.Scopes,
 		AuthMethod:    p.Method,
+		Trust:         p.Trust(),
 		Mandates:      []whoamiMandate{},
 		PolicyVersion: g.policyVersion(),
 	}

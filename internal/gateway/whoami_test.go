@@ -67,12 +67,13 @@ func TestWhoamiWithoutMandate(t *testing.T) {
 	p.Scopes = []string{"mcp:tools"}
 	p.Chain = []identity.Actor{{Subject: "agent-a", ClientID: "agent-a"}, {Subject: "orchestrator"}}
 	p.TokenID = "jti-must-not-leak"
+	p.TrustLevel = identity.TrustStandard
 	sess := f.sessionAs(t, &p)
 
 	out := callWhoami(t, f, sess)
 	got := out.Structured
 	if got.Agent != "agent-a" || got.User == nil || *got.User != "alice" || got.AuthMethod != identity.MethodAuthorizationCode ||
-		len(got.Chain) != 2 || len(got.Scopes) != 1 || len(got.Mandates) != 0 {
+		len(got.Chain) != 2 || len(got.Scopes) != 1 || len(got.Mandates) != 0 || got.Trust != "standard" {
 		t.Errorf("whoami = %+v", got)
 	}
 	if !strings.HasPrefix(got.PolicyVersion, "sha256:") {
