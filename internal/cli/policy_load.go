@@ -13,8 +13,60 @@ import (
 	"time"
 
 	"github.com/mandate-mcp/mandate/internal/config"
+	"github.com/mandate-mcp/mandate/internal/gateway"
 	"github.com/mandate-mcp/mandate/internal/policy"
+	"github.com/mandate-mcp/mandate/internal/policy/authzen"
 )
+
+// policyReload is how often policy directories are checked for changes.
+const policyReload = 2 * time.Second
+
+// policyDecider builds what the gateway decides with: an AuthZEN PDP when
+// policy.authzen is set, otherwise the Cedar engine of policyEngine, kept
+// current by re-reading its directory. With policy.shadow_dir the live
+// decider is wrapped in a policy.Shadow whose candidate is that second
+// Cedar directory, reloaded the same way, so its differences are logged
+// while the live decider alone answers. Background reloads stop with ctx.
+func policyDecider(ctx context.Context, cfg *config.Config, stdioEntry bool, log *slog.Logger) (gateway.PolicyDecider, error) {
+	var live gateway.PolicyDecider
+	if a := cfg.Policy.AuthZEN; a != nil {
+		c, err := authzen.New(a.URL, &authzen.Options{Timeout: a.Timeout, Headers: a.Headers})
+		if err != nil {
+			return nil, err
+		}
+		// An unreachable PDP denies until it answers; it is not a reason
+		// to refuse to start, but the operator should hear of it at once.
+		if err := c.Discover(ctx); err != nil {
+			log.Warn("AuthZEN PDP not usable yet; every decision is denied until it is", "pdp", c.Version(), "err", err)
+		}
+		live = c
+	} else {
+		engine, err := policyEngine(cfg, stdioEntry)
+		if err != nil {
+			return nil, err
+		}
+		if dir := cfg.PolicyDir(); dir != "" {
+			go watchPolicies(ctx, dir, engine, policyReload, log)
+		}
+		live = engine
+	}
+	dir := cfg.PolicyShadowDir()
+	if dir == "" {
+		return live, nil
+	}
+	files, _, err := readPolicyDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("shadow policy: %w", err)
+	}
+	snap, problems := policy.Compile(files)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("shadow %w", policyError(problems))
+	}
+	shadow := policy.NewEngine(snap)
+	go watchPolicies(ctx, dir, shadow, policyReload, log.With("policy", "shadow"))
+	log.Info("policy shadow on: differences are logged, answers are unchanged", "shadow_dir", dir, "version", snap.Version())
+	return policy.NewShadow(live, shadow, log), nil
+}
 
 // policyEngine builds the policy the gateway decides with: the configured
 // directory, or the built-in set for the auth mode (allow-all for

@@ -85,12 +85,9 @@ func (c catalogRecorder) RecordCatalog(ctx context.Context, id, kind string, bod
 }
 
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry bool) (*runtime, error) {
-	engine, err := policyEngine(cfg, stdioEntry)
+	decider, err := policyDecider(ctx, cfg, stdioEntry, log)
 	if err != nil {
 		return nil, err
-	}
-	if dir := cfg.PolicyDir(); dir != "" {
-		go watchPolicies(ctx, dir, engine, 2*time.Second, log)
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -124,7 +121,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
 		Catalog: catalogRecorder{st}, Log: log,
-		Policy: engine, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
+		Policy: decider, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
 		AllowUnlisted: !cfg.ListingRequired(stdioEntry),
 		ConsentURL: func() string {
 			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {

@@ -96,12 +96,25 @@ type HTTP struct {
 // Policy configures authorization.
 type Policy struct {
 	// Dir holds the Cedar policy files (*.cedar) the gateway decides with;
-	// relative to the config file. Empty means the built-in policy: allow
-	// everything with `auth: none` (and for `mandate stdio`), otherwise
-	// deny unless a policy permits and, for agents acting for a user, a
-	// mandate covers the call. The directory is re-read when its files
-	// change; a set that fails to compile is reported and the old one kept.
+	// relative to the config file. Empty, with no AuthZEN PDP configured,
+	// means the built-in policy: allow everything with `auth: none` (and
+	// for `mandate stdio`), otherwise deny unless a policy permits and, for
+	// agents acting for a user, a mandate covers the call. The directory is
+	// re-read when its files change; a set that fails to compile is
+	// reported and the old one kept.
 	Dir string `yaml:"dir"`
+	// ShadowDir holds a second set of Cedar policy files, relative to the
+	// config file, that is evaluated beside the live decision point
+	// (dir, the built-in policy or authzen) on every question without ever
+	// changing an answer: each question on which its effect differs is
+	// logged ("policy shadow differs"), so a new set can be tried on real
+	// traffic before it replaces the live one. Re-read like dir. Empty
+	// means no shadow.
+	ShadowDir string `yaml:"shadow_dir"`
+	// AuthZEN makes an external policy decision point that speaks the
+	// OpenID AuthZEN Authorization API 1.0 decide instead of Cedar. It
+	// replaces dir (setting both is an error); nil means Cedar.
+	AuthZEN *AuthZEN `yaml:"authzen"`
 	// RequireListing denies a call of a tool the session was never shown in
 	// tools/list ("what tools do you see?"). Default: on when authentication
 	// is on; off with `auth: none` and for `mandate stdio`, where Mandate is
@@ -125,6 +138,38 @@ func (c *Config) PolicyDir() string {
 		return d
 	}
 	return filepath.Join(filepath.Dir(c.Source), d)
+}
+
+// PolicyShadowDir is Policy.ShadowDir resolved like PolicyDir; "" when no
+// shadow is configured.
+func (c *Config) PolicyShadowDir() string {
+	d := c.Policy.ShadowDir
+	if d == "" || filepath.IsAbs(d) || c.Source == "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(c.Source), d)
+}
+
+// DefaultAuthZENTimeout bounds one exchange with an AuthZEN PDP when
+// policy.authzen.timeout is not set: a decision is on the path of every
+// call, and a PDP that is slower than this is treated as down (deny).
+const DefaultAuthZENTimeout = 500 * time.Millisecond
+
+// AuthZEN configures an external policy decision point.
+type AuthZEN struct {
+	// URL is the PDP identifier: https, or http to a loopback host only,
+	// with no user info, query or fragment. Mandate reads the PDP's
+	// metadata at its /.well-known/authzen-configuration and refuses
+	// metadata that names another PDP. It may use ${env:...} or
+	// ${file:...}.
+	URL string `yaml:"url"`
+	// Timeout bounds one exchange with the PDP; a decision that takes
+	// longer denies. Default DefaultAuthZENTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// Headers are sent with every request to the PDP, typically
+	// Authorization to authenticate Mandate to it. Values may use
+	// ${env:...} or ${file:...} and are never printed.
+	Headers map[string]string `yaml:"headers"`
 }
 
 // Upstream is one MCP server. Exactly one of Stdio, HTTP or SSE is set.

@@ -39,6 +39,9 @@ func (c *Config) ApplyDefaults() {
 	if c.HTTP.MaxSessionsPerClient == 0 {
 		c.HTTP.MaxSessionsPerClient = DefaultMaxClientSess
 	}
+	if a := c.Policy.AuthZEN; a != nil && a.Timeout == 0 {
+		a.Timeout = DefaultAuthZENTimeout
+	}
 	c.Auth.applyDefaults(o, c.Listen)
 	for i := range c.Upstreams {
 		c.Upstreams[i].applyDefaults()

@@ -15,11 +15,11 @@ import (
 const redactedValue = "[redacted]"
 
 // Expand replaces references in the values that launch or reach upstreams,
-// in store.dsn, and in the auth section's secrets and URLs (public_url,
+// in store.dsn, in the auth section's secrets and URLs (public_url,
 // clients' secret, jwks, jwks_url and redirect_uris, issuers' and id_jag's
-// issuer and jwks_url, federation's issuer and client_secret), so that the
-// rest of Mandate only ever sees final values and never reads the
-// environment itself:
+// issuer and jwks_url, federation's issuer and client_secret), and in
+// policy.authzen's url and headers, so that the rest of Mandate only ever
+// sees final values and never reads the environment itself:
 //
 //   - ${env:NAME} is the environment variable NAME; it is a problem if
 //     NAME is unset (an empty value is accepted).
@@ -50,6 +50,10 @@ func Expand(cfg *Config) error {
 
 	e.str(&cfg.Store.DSN, cfg.src, "store.dsn", "store.dsn")
 	e.auth(&cfg.Auth, cfg.src)
+	if a := cfg.Policy.AuthZEN; a != nil {
+		e.str(&a.URL, cfg.src, "policy.authzen.url", "policy.authzen.url")
+		e.values(a.Headers, cfg.src, "policy.authzen.headers", "")
+	}
 
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
@@ -258,8 +262,8 @@ func describe(err error) string {
 
 // Redacted returns a deep copy of c that is safe to print or log: every
 // value filled from ${env:…} or ${file:…}, and every stdio env value, HTTP
-// header value and auth client secret whatever its source, reads
-// "[redacted]". Env values, headers and client secrets are hidden even when
+// header value (of upstreams and of the AuthZEN PDP) and auth client secret
+// whatever its source, reads "[redacted]". Env values, headers and client secrets are hidden even when
 // written literally because that is where tokens end up; ${self} and
 // literal commands, arguments and URLs are kept so the output still shows
 // what runs where.
@@ -274,6 +278,7 @@ func (c *Config) Redacted() *Config {
 		r.Store.DSN = redactedValue
 	}
 	r.Auth = c.Auth.redacted(c.src)
+	r.Policy = c.Policy.redacted(c.src)
 	r.Upstreams = nil
 	if c.Upstreams != nil {
 		r.Upstreams = make([]Upstream, len(c.Upstreams))
@@ -282,6 +287,22 @@ func (c *Config) Redacted() *Config {
 		r.Upstreams[i] = u.redacted()
 	}
 	return &r
+}
+
+// redacted copies p deeply, hiding the AuthZEN header values and a URL
+// that came from a secret.
+func (p Policy) redacted(o *origin) Policy {
+	r := p
+	r.RequireListing = clonePtr(p.RequireListing)
+	if a := p.AuthZEN; a != nil {
+		c := *a
+		if o.isSecret("policy.authzen.url") {
+			c.URL = redactedValue
+		}
+		c.Headers = redactValues(a.Headers)
+		r.AuthZEN = &c
+	}
+	return r
 }
 
 func (u Upstream) redacted() Upstream {

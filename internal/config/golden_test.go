@@ -16,8 +16,9 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 const checkHeader = `# Golden report for testdata/bad.yaml: every problem of a broken file in one
 # run, in file order, each at its file:line:col, and no secret value echoed.
 # Guards against stopping at the first problem, lost positions, and a
-# secret from ${env:...} leaking into a message, from an upstream or from the
-# auth section (a client's redirect URI, an unset client secret).
+# secret from ${env:...} leaking into a message, from an upstream, from the
+# auth section (a client's redirect URI, an unset client secret) or from
+# policy.authzen (its URL, an unset header).
 # Refresh with -update.
 `
 

@@ -1047,6 +1047,7 @@ func setExampleEnv(t *testing.T) {
 	t.Setenv("REMOTE_KEY", "example-key")
 	t.Setenv("CI_BOT_SECRET", "example-client-secret")
 	t.Setenv("OIDC_CLIENT_SECRET", "example-oidc-secret")
+	t.Setenv("PDP_TOKEN", "example-pdp-token")
 }
 
 func TestExample(t *testing.T) {
@@ -1105,6 +1106,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 		reflect.TypeFor[Auth](), reflect.TypeFor[DCR](), reflect.TypeFor[CIMD](),
 		reflect.TypeFor[Client](), reflect.TypeFor[Issuer](), reflect.TypeFor[ClaimMap](),
 		reflect.TypeFor[Federation](), reflect.TypeFor[TokenExchange](), reflect.TypeFor[Policy](),
+		reflect.TypeFor[AuthZEN](),
 	} {
 		for f := range typ.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -172,6 +173,7 @@ func (v *validator) config(cfg *Config) {
 	}
 
 	v.auth(cfg)
+	v.policy(cfg)
 
 	ids := map[string]int{}
 	prefixes := map[string]int{}
@@ -324,6 +326,51 @@ func checkListen(addr string) string {
 	}
 	return ""
 }
+
+// headersSetByMandate are the request headers the AuthZEN client sets
+// itself; configuring one would be silently overridden, so it is refused.
+var headersSetByMandate = []string{"Content-Type", "Content-Length", "Host", "X-Request-Id"}
+
+func (v *validator) policy(cfg *Config) {
+	p, o := &cfg.Policy, cfg.src
+	top := func(rel, format string, args ...any) {
+		v.report(o, rel, rel, format, args...)
+	}
+	a := p.AuthZEN
+	if a == nil {
+		return
+	}
+	if p.Dir != "" {
+		// Two live decision points would need a rule for when they
+		// disagree; a shadow is the way to compare them.
+		top("policy.authzen", "only one of dir or authzen may be set: the PDP replaces the Cedar policies (shadow_dir can still compare them)")
+	}
+	switch u, msg := secureURL(a.URL); {
+	case msg != "":
+		top("policy.authzen.url", "%s", msg)
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(a.URL, "#"):
+		// Credentials go in headers, where they are redacted; the
+		// identifier is compared with the PDP's metadata as written.
+		top("policy.authzen.url", "must have no user info, query or fragment")
+	}
+	if a.Timeout < 0 {
+		top("policy.authzen.timeout", "must be positive")
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Headers)) {
+		rel := joinPath("policy.authzen.headers", name)
+		switch {
+		case !headerName.MatchString(name):
+			top(rel, "is not a valid header name")
+		case slices.ContainsFunc(headersSetByMandate, func(h string) bool { return strings.EqualFold(h, name) }):
+			top(rel, "is set by Mandate itself")
+		case strings.ContainsAny(a.Headers[name], "\r\n\x00"):
+			top(rel, "value must not contain a line break or NUL")
+		}
+	}
+}
+
+// headerName is an HTTP field name (RFC 9110 token).
+var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 // grantTypes are the grant types a pre-registered client may be given.
 var grantTypes = []string{

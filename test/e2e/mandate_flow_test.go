@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-mcp/mandate/internal/policy/authzen/authzentest"
 )
 
 // TestMandateEndToEnd: with the shipped default policy, an agent acting for
@@ -19,16 +21,63 @@ import (
 // and revoking it denies the very next call (AT-51).
 func TestMandateEndToEnd(t *testing.T) {
 	t.Parallel()
+	redirect := loopbackRedirect(t)
+	m := startAuthMandate(t, authServe{Policy: defaultPolicy(t), Auth: webappClient(redirect)})
+	mandateScenario(t, m, redirect)
+}
+
+// TestMandateEndToEndAuthZEN is the same scenario with an AuthZEN PDP
+// deciding instead of Cedar: authzentest's PDP with MandateRules, the
+// default policy's rules over Mandate's AuthZEN mapping. The default Cedar
+// policy runs beside it as a shadow, and since the two decide alike, the
+// shadow must not report a single difference.
+func TestMandateEndToEndAuthZEN(t *testing.T) {
+	t.Parallel()
+	pdp := authzentest.New(authzentest.MandateRules, nil)
+	t.Cleanup(pdp.Close)
+	redirect := loopbackRedirect(t)
+	// The timeout is generous because the PDP shares a loaded test machine;
+	// the client's own tests cover timeouts.
+	pol := fmt.Sprintf("{authzen: {url: %q, timeout: 5s}, shadow_dir: %q, require_listing: true}",
+		pdp.URL, writePolicyDir(t, defaultPolicy(t)))
+	m := startAuthMandate(t, authServe{Auth: webappClient(redirect), PolicySection: pol})
+	mandateScenario(t, m, redirect)
+
+	if s := pdp.Stats(); s.Metadata == 0 || s.Single == 0 || s.Batch == 0 {
+		t.Errorf("PDP stats %+v: want metadata, single (session) and batch (list, call) requests", s)
+	}
+	out := m.proc.Output()
+	if !strings.Contains(out, "policy shadow on") {
+		t.Errorf("mandate did not start the policy shadow:\n%s", out)
+	}
+	if strings.Contains(out, "policy shadow differs") || strings.Contains(out, "policy shadow failed") {
+		t.Errorf("the default Cedar policy decided differently from MandateRules:\n%s", out)
+	}
+}
+
+func defaultPolicy(t *testing.T) string {
+	t.Helper()
 	def, err := os.ReadFile(filepath.Join(mustRoot(t), "examples", "policies", "default.cedar"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	redirect := loopbackRedirect(t)
-	m := startAuthMandate(t, authServe{Policy: string(def), Auth: fmt.Sprintf(`  clients:
+	return string(def)
+}
+
+// webappClient is an auth section body pre-registering the agent "webapp".
+func webappClient(redirect string) string {
+	return fmt.Sprintf(`  clients:
     - id: webapp
       name: Web app
       redirect_uris: [%q]
-`, redirect)})
+`, redirect)
+}
+
+// mandateScenario: alice's agent webapp sees and may call nothing until
+// alice grants a mandate for demo's echo tool; the mandate's constraint and
+// use count hold on real calls; a revoked mandate denies the next call.
+func mandateScenario(t *testing.T, m *authMandate, redirect string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tok, err := CodeFlow{Meta: m.Meta, ClientID: "webapp", RedirectURI: redirect, Resource: m.URL}.Run(ctx, m.alice(nil))

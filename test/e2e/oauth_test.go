@@ -57,6 +57,11 @@ type authServe struct {
 	// clients that call tools they were never shown (the conformance suite
 	// opens a fresh session per scenario and calls at once).
 	AllowUnlisted bool
+	// PolicySection, when set, is the whole policy section as a YAML flow
+	// mapping and Policy and AllowUnlisted are not used: for tests that
+	// decide with something other than one Cedar directory (an AuthZEN
+	// PDP, a shadow policy).
+	PolicySection string
 }
 
 // permitAll is a policy that lets every authenticated principal do
@@ -101,12 +106,16 @@ func startAuthMandate(t *testing.T, s authServe) *authMandate {
 	if ups == "" {
 		ups = fmt.Sprintf("  - id: demo\n    stdio: {command: %q, args: [\"demo-upstream\"]}\n", bin)
 	}
-	pol := s.Policy
-	if pol == "" {
-		pol = permitAll
+	section := s.PolicySection
+	if section == "" {
+		pol := s.Policy
+		if pol == "" {
+			pol = permitAll
+		}
+		section = fmt.Sprintf("{dir: %q, require_listing: %t}", writePolicyDir(t, pol), !s.AllowUnlisted)
 	}
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy: {dir: %q, require_listing: %t}\nauth:\n%s\nupstreams:\n%s",
-		addr, filepath.Join(dir, "data"), writePolicyDir(t, pol), !s.AllowUnlisted, strings.TrimRight(authBody, "\n"), ups)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy: %s\nauth:\n%s\nupstreams:\n%s",
+		addr, filepath.Join(dir, "data"), section, strings.TrimRight(authBody, "\n"), ups)
 	m := &authMandate{
 		URL: "http://" + addr + "/mcp", Issuer: "http://" + addr,
 		Config: filepath.Join(dir, "mandate.yaml"), bin: bin, env: s.Env,
