@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/authserver"
 	"github.com/mandate-mcp/mandate/internal/config"
 	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/frontend"
@@ -23,6 +25,7 @@ import (
 	"github.com/mandate-mcp/mandate/internal/store/postgres"
 	"github.com/mandate-mcp/mandate/internal/store/sqlite"
 	"github.com/mandate-mcp/mandate/internal/upstream"
+	"github.com/mandate-mcp/mandate/internal/web"
 )
 
 // runtime is everything one running gateway owns.
@@ -35,6 +38,10 @@ type runtime struct {
 	// mandates is the one consent service: the gateway matches with it,
 	// the consent pages and the admin API grant and revoke with it.
 	mandates *consent.Service
+	// approvals is the one approval service: the gateway asks with it, the
+	// approvals page, the admin API and the CLI decide through the store
+	// it reads.
+	approvals *consent.Approvals
 }
 
 // clientCapabilities is what Mandate declares to upstreams: everything it can
@@ -118,11 +125,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 			Timeout: uc.Timeout, MaxSessions: uc.MaxSessions, IdleTimeout: uc.IdleTimeout,
 		})
 	}
+	rt.approvals = consent.NewApprovals(st, &consent.ApprovalOptions{Log: log, ApproveURL: approveURL(cfg, stdioEntry)})
+	stateKey, err := requestStateKey(cfg, stdioEntry)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
 		Catalog: catalogRecorder{st}, Log: log,
-		Policy: decider, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: consent.NewApprovals(st, &consent.ApprovalOptions{Log: log}),
-		AllowUnlisted: !cfg.ListingRequired(stdioEntry),
+		Policy: decider, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: rt.approvals,
+		RequestStateKey: stateKey,
+		AllowUnlisted:   !cfg.ListingRequired(stdioEntry),
 		ConsentURL: func() string {
 			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {
 				return cfg.Auth.PublicURL + "/consent"
@@ -135,6 +149,31 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 		u.Start()
 	}
 	return rt, nil
+}
+
+// approveURL links an approval request to the page where its user decides
+// it (embedded mode, which serves the page); nil elsewhere.
+func approveURL(cfg *config.Config, stdioEntry bool) func(id string) string {
+	if cfg.Auth.Mode != config.AuthEmbedded || stdioEntry {
+		return nil
+	}
+	return func(id string) string { return cfg.Auth.PublicURL + web.ApprovalsPath + "#" + url.PathEscape(id) }
+}
+
+// requestStateKey is the key that seals the requestState of 2026-07-28
+// retries. It is derived from the data directory's key file, like the
+// consent pages' CSRF key, so every replica sharing that file accepts the
+// others' states. Without authentication nothing is asked through a
+// state (no mandates, no approvals), and a per-process key will do.
+func requestStateKey(cfg *config.Config, stdioEntry bool) ([]byte, error) {
+	if cfg.Auth.Mode == config.AuthNone || stdioEntry {
+		return nil, nil
+	}
+	sealer, err := authserver.NewFileSealer(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open key file: %w", err)
+	}
+	return sealer.DeriveKey("gateway request state"), nil
 }
 
 // gatewayMandates is the mandate source of the gateway: none with
@@ -210,7 +249,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer rt.close()
-	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr, pageDeps{gw: rt.gw, mandates: rt.mandates})
+	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr, pageDeps{gw: rt.gw, mandates: rt.mandates, approvals: rt.approvals})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("auth: %w", err)
