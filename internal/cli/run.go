@@ -136,6 +136,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 		Catalog: catalogRecorder{st}, Log: log,
 		Policy: decider, Mandates: gatewayMandates(cfg, stdioEntry, rt.mandates), Approvals: rt.approvals,
 		RequestStateKey: stateKey,
+		ApprovalWait:    cfg.Policy.ApprovalWaitOrDefault(),
 		AllowUnlisted:   !cfg.ListingRequired(stdioEntry),
 		ConsentURL: func() string {
 			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {

@@ -120,6 +120,25 @@ type Policy struct {
 	// is on; off with `auth: none` and for `mandate stdio`, where Mandate is
 	// a transparent local proxy and clients may call tools they know.
 	RequireListing *bool `yaml:"require_listing"`
+	// ApprovalWait is how long a call that needs a human's approval, and
+	// whose client cannot be asked in band, is held open while someone
+	// decides out of band (`mandate approvals`, the approvals page, a
+	// webhook's receiver); still undecided, it is refused with the
+	// request's id for the agent to retry. Default DefaultApprovalWait,
+	// kept under the 60-second request timeout common in MCP clients; 0
+	// refuses at once.
+	ApprovalWait *time.Duration `yaml:"approval_wait"`
+}
+
+// DefaultApprovalWait is Policy.ApprovalWait when unset.
+const DefaultApprovalWait = 45 * time.Second
+
+// ApprovalWaitOrDefault resolves Policy.ApprovalWait.
+func (p Policy) ApprovalWaitOrDefault() time.Duration {
+	if p.ApprovalWait == nil {
+		return DefaultApprovalWait
+	}
+	return *p.ApprovalWait
 }
 
 // ListingRequired resolves Policy.RequireListing for an entry point.

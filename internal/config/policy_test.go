@@ -92,6 +92,8 @@ func TestPolicyProblems(t *testing.T) {
 			[]string{"t.yaml:1:76: policy.authzen.headers.content-type: is set by Mandate itself"}},
 		{"header with a line break", "policy: {authzen: {url: 'https://pdp.example.com', headers: {X-Key: \"a\\r\\nHost: evil\"}}}\n",
 			[]string{"t.yaml:1:69: policy.authzen.headers.X-Key: value must not contain a line break or NUL"}},
+		{"negative approval wait", "policy: {approval_wait: -1s}\n",
+			[]string{"t.yaml:1:25: policy.approval_wait: must not be negative"}},
 		{"unknown key", "policy: {authzen: {url: 'https://pdp.example.com', tenant: x}}\n",
 			[]string{"t.yaml:1:52: policy.authzen.tenant: unknown key (want one of url, timeout, headers)"}},
 	} {

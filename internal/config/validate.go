@@ -155,6 +155,9 @@ func (v *validator) config(cfg *Config) {
 	if cfg.HTTP.MaxBodyBytes < 0 {
 		top("http.max_body_bytes", "must not be negative")
 	}
+	if w := cfg.Policy.ApprovalWait; w != nil && *w < 0 {
+		top("policy.approval_wait", "must not be negative")
+	}
 	if cfg.HTTP.SessionTimeout < 0 {
 		top("http.session_timeout", "must not be negative")
 	}

@@ -25,6 +25,9 @@ type ApprovalGate interface {
 	Use(ctx context.Context, id string) (store.Approval, error)
 	// Decide records a human's decision on a pending request.
 	Decide(ctx context.Context, id string, approve bool, by string) (store.Approval, error)
+	// Get returns a request with its effective status (a request past its
+	// expiry is expired).
+	Get(ctx context.Context, id string) (store.Approval, error)
 }
 
 // Interface guards.
@@ -44,7 +47,9 @@ var _ ApprovalGate = (*consent.Approvals)(nil)
 //     (tools/call, resources/read and prompts/get only, C-10), a
 //     session-based one an in-band elicitation whose answer decides at once;
 //  4. otherwise a pending request is left for an approver (CLI, approvals
-//     page, webhook) and the call refused with codeNeedsApproval and the
+//     page, webhook) and the call is held for up to Options.ApprovalWait:
+//     approved in that time it proceeds, denied or expired it is refused;
+//     still pending, it is refused with codeNeedsApproval and the
 //     request's id, so the agent can retry once it is approved.
 //
 // Only a delegated client is asked, since the approval is recorded as its
@@ -93,7 +98,73 @@ func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	case sess.formElicitation():
 		return g.elicitApproval(ctx, sess, req, related, gate, rec, g.displayName(kind, u, name))
 	}
+	if resp, settled := g.awaitApproval(ctx, req, gate, rec); settled {
+		return resp
+	}
 	return pendingApproval(req.ID, rec)
+}
+
+// approvalPoll is how often a held call reads its request's status. The
+// store is the only channel between approvers and the replica holding the
+// call (an approver may use another replica, or the CLI), so it is read;
+// a few reads a second per held call is nothing next to a human's pace.
+const approvalPoll = 200 * time.Millisecond
+
+// awaitApproval holds a call while rec is decided out of band, for up to
+// Options.ApprovalWait and never past rec's expiry. settled is false when
+// the wait ended with rec still pending; otherwise resp is the outcome (nil:
+// approved and used, the call proceeds).
+func (g *Gateway) awaitApproval(ctx context.Context, req *jsonrpc.Request, gate ApprovalGate, rec store.Approval) (resp *jsonrpc.Response, settled bool) {
+	wait := g.opts.ApprovalWait
+	if wait <= 0 {
+		return nil, false
+	}
+	deadline := time.Now().Add(wait)
+	expires := !rec.ExpiresAt.After(deadline)
+	if expires {
+		deadline = rec.ExpiresAt
+	}
+	tick := time.NewTicker(approvalPoll)
+	defer tick.Stop()
+	end := time.NewTimer(time.Until(deadline))
+	defer end.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return errorResponse(req.ID, codeDenied, "not allowed: the call ended before it was approved"), true
+		case <-end.C:
+			if !expires {
+				return nil, false
+			}
+			// The request expired while the call waited: a timeout is a
+			// denial, and one last read tells an approval that made it in
+			// time from one that did not.
+		case <-tick.C:
+		}
+		cur, err := gate.Get(ctx, rec.ID)
+		if err != nil {
+			g.log.Warn("approval status unreadable; denying", "approval", rec.ID, "err", err)
+			return errorResponse(req.ID, codeDenied, "not allowed: the approval could not be checked"), true
+		}
+		switch cur.Status {
+		case store.ApprovalApproved:
+			return g.useApproval(ctx, req, gate, rec.ID), true
+		case store.ApprovalDenied:
+			g.log.Info("call denied: approval denied", "approval", rec.ID, "by", cur.DecidedBy)
+			return errorResponse(req.ID, codeDenied, "not allowed: the approval was denied"), true
+		case store.ApprovalPending:
+			if time.Now().Before(deadline) {
+				continue
+			}
+			if !expires {
+				return nil, false
+			}
+			fallthrough // pending at its expiry is expired
+		default: // expired, or used by another call
+			g.log.Info("call denied: approval not given in time", "approval", rec.ID, "status", cur.Status)
+			return errorResponse(req.ID, codeDenied, "not allowed: the approval request expired before anyone approved it"), true
+		}
+	}
 }
 
 func (g *Gateway) useApproval(ctx context.Context, req *jsonrpc.Request, gate ApprovalGate, id string) *jsonrpc.Response {

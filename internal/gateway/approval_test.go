@@ -357,3 +357,90 @@ func TestApprovalStatelessNotInBand(t *testing.T) {
 		})
 	}
 }
+
+// waitForPending returns the id of the one pending approval request, once
+// the held call has created it.
+func waitForPending(t *testing.T, ap *consent.Approvals) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		recs, err := ap.List(context.Background(), store.ApprovalPending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 1 {
+			return recs[0].ID
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no pending approval request appeared")
+	return ""
+}
+
+// TestApprovalHeldCall: with ApprovalWait, a call nobody can approve in
+// band waits for the out-of-band decision: it proceeds once approved, is
+// refused once denied, is refused when the request expires while it waits
+// (a timeout is a denial), and when the wait ends first it is refused with
+// the pending request's id.
+func TestApprovalHeldCall(t *testing.T) {
+	cases := []struct {
+		name    string
+		ttl     time.Duration
+		wait    time.Duration
+		decide  *bool // nil: nobody decides
+		want    string
+		pending bool
+	}{
+		{name: "approved while held", ttl: time.Minute, wait: 30 * time.Second, decide: ptr(true), want: "ok"},
+		{name: "denied while held", ttl: time.Minute, wait: 30 * time.Second, decide: ptr(false), want: "the approval was denied"},
+		{name: "expired while held", ttl: 600 * time.Millisecond, wait: 30 * time.Second, want: "expired before anyone approved it"},
+		{name: "wait ends first", ttl: time.Minute, wait: 400 * time.Millisecond, pending: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, ap, _ := approvalFixture(t, c.ttl)
+			f.g.opts.ApprovalWait = c.wait
+			sess := f.approvalSession(t, alice, map[string]any{})
+			if c.decide != nil {
+				go func() {
+					id := waitForPending(t, ap)
+					if _, err := ap.Decide(context.Background(), id, *c.decide, "cli"); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			resp := f.handle(t, sess, float64(1), "tools/call", echo("ok"), nil)
+			switch {
+			case c.pending:
+				pendingID(t, resp)
+			case c.want == "ok":
+				if got := toolText(t, mustOK(t, resp)); got != "ok" {
+					t.Fatalf("approved call returned %q", got)
+				}
+				// Single use: the same call again waits for a new approval.
+				f.g.opts.ApprovalWait = 0
+				pendingID(t, f.handle(t, sess, float64(2), "tools/call", echo("ok"), nil))
+			default:
+				if e := wantError(t, resp, codeDenied); !strings.Contains(e.Message, c.want) {
+					t.Fatalf("refusal %q does not say %q", e.Message, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestApprovalHeldCallCancelled: a held call whose client goes away stops
+// waiting and is not forwarded.
+func TestApprovalHeldCallCancelled(t *testing.T) {
+	f, _, _ := approvalFixture(t, time.Minute)
+	f.g.opts.ApprovalWait = time.Minute
+	sess := f.approvalSession(t, alice, map[string]any{})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	msg := &jsonrpc.Request{ID: mustID(t, float64(1)), Method: "tools/call", Params: rawParams(t, echo("held"))}
+	if resp := f.g.Handle(ctx, sess, msg, nil); resp != nil {
+		t.Fatalf("a cancelled call got a response: %+v", resp)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -85,6 +85,14 @@ type Options struct {
 	// reach the replica that asked, or it is refused as invalid. Any other
 	// length makes New panic rather than silently fall back to that.
 	RequestStateKey []byte
+	// ApprovalWait is how long a call that needs an approval nobody can
+	// give in band (no elicitation at the client, or an autonomous agent)
+	// is held open while an approver decides out of band: the CLI, the
+	// approvals page, a webhook's receiver. Approved in time, the call
+	// proceeds; denied or expired, it is refused; still pending when the
+	// wait ends, it is refused with the request's id so the agent can
+	// retry. Zero refuses at once. The wait never outlasts the request.
+	ApprovalWait time.Duration
 }
 
 // Gateway routes MCP traffic between downstream sessions and upstreams.
