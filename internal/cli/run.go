@@ -125,7 +125,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 			Timeout: uc.Timeout, MaxSessions: uc.MaxSessions, IdleTimeout: uc.IdleTimeout,
 		})
 	}
-	rt.approvals = consent.NewApprovals(st, &consent.ApprovalOptions{Log: log, ApproveURL: approveURL(cfg, stdioEntry)})
+	rt.approvals = consent.NewApprovals(st, &consent.ApprovalOptions{
+		Log: log, ApproveURL: approveURL(cfg, stdioEntry), Timeout: cfg.Policy.ApprovalTimeout,
+		WebhookURL: cfg.Policy.ApprovalWebhook,
+	})
 	stateKey, err := requestStateKey(cfg, stdioEntry)
 	if err != nil {
 		st.Close()

@@ -128,6 +128,17 @@ type Policy struct {
 	// kept under the 60-second request timeout common in MCP clients; 0
 	// refuses at once.
 	ApprovalWait *time.Duration `yaml:"approval_wait"`
+	// ApprovalTimeout is how long an approval request stays open: undecided
+	// by then it is expired, which denies the call, and an approval given
+	// in time must be used within it too. Default 5m.
+	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
+	// ApprovalWebhook, if set, receives a POST (JSON: id, user, agent,
+	// upstream, tool, the redacted argument preview, expiry and the
+	// approvals page's link) for every new approval request, so a human
+	// hears of it where they are (a chat hook, a ticket system). https, or
+	// http to a loopback host. Webhook URLs often embed a secret, so the
+	// printed configuration always shows it redacted.
+	ApprovalWebhook string `yaml:"approval_webhook"`
 }
 
 // DefaultApprovalWait is Policy.ApprovalWait when unset.

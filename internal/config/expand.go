@@ -50,6 +50,7 @@ func Expand(cfg *Config) error {
 
 	e.str(&cfg.Store.DSN, cfg.src, "store.dsn", "store.dsn")
 	e.auth(&cfg.Auth, cfg.src)
+	e.str(&cfg.Policy.ApprovalWebhook, cfg.src, "policy.approval_webhook", "policy.approval_webhook")
 	if a := cfg.Policy.AuthZEN; a != nil {
 		e.str(&a.URL, cfg.src, "policy.authzen.url", "policy.authzen.url")
 		e.values(a.Headers, cfg.src, "policy.authzen.headers", "")
@@ -294,6 +295,10 @@ func (c *Config) Redacted() *Config {
 func (p Policy) redacted(o *origin) Policy {
 	r := p
 	r.RequireListing = clonePtr(p.RequireListing)
+	r.ApprovalWait = clonePtr(p.ApprovalWait)
+	if p.ApprovalWebhook != "" {
+		r.ApprovalWebhook = redactedValue
+	}
 	if a := p.AuthZEN; a != nil {
 		c := *a
 		if o.isSecret("policy.authzen.url") {

@@ -94,6 +94,10 @@ func TestPolicyProblems(t *testing.T) {
 			[]string{"t.yaml:1:69: policy.authzen.headers.X-Key: value must not contain a line break or NUL"}},
 		{"negative approval wait", "policy: {approval_wait: -1s}\n",
 			[]string{"t.yaml:1:25: policy.approval_wait: must not be negative"}},
+		{"negative approval timeout", "policy: {approval_timeout: -1s}\n",
+			[]string{"t.yaml:1:28: policy.approval_timeout: must not be negative"}},
+		{"approval webhook over http", "policy: {approval_webhook: 'http://hooks.example.com/x'}\n",
+			[]string{"t.yaml:1:28: policy.approval_webhook: must be an absolute https:// URL (http:// only for a loopback host)"}},
 		{"unknown key", "policy: {authzen: {url: 'https://pdp.example.com', tenant: x}}\n",
 			[]string{"t.yaml:1:52: policy.authzen.tenant: unknown key (want one of url, timeout, headers)"}},
 	} {
@@ -122,6 +126,7 @@ func TestRedactedPolicy(t *testing.T) {
 	cfg, err := Parse("t.yaml", []byte(`
 policy:
   require_listing: true
+  approval_webhook: https://hooks.example.com/literal-secret-3
   authzen:
     url: "${env:MANDATE_TEST_PDP_URL}"
     headers: {Authorization: "Bearer literal-secret-2"}
@@ -135,7 +140,7 @@ policy:
 		t.Fatal(err)
 	}
 	shown := fmt.Sprintf("%+v %+v\n%s", r.Policy, r.Policy.AuthZEN, out)
-	for _, secret := range []string{"env-secret-1", "literal-secret-2"} {
+	for _, secret := range []string{"env-secret-1", "literal-secret-2", "literal-secret-3"} {
 		if strings.Contains(shown, secret) {
 			t.Errorf("redacted config shows %q:\n%s", secret, shown)
 		}

@@ -155,6 +155,9 @@ func (v *validator) config(cfg *Config) {
 	if cfg.HTTP.MaxBodyBytes < 0 {
 		top("http.max_body_bytes", "must not be negative")
 	}
+	if cfg.Policy.ApprovalTimeout < 0 {
+		top("policy.approval_timeout", "must not be negative")
+	}
 	if w := cfg.Policy.ApprovalWait; w != nil && *w < 0 {
 		top("policy.approval_wait", "must not be negative")
 	}
@@ -338,6 +341,11 @@ func (v *validator) policy(cfg *Config) {
 	p, o := &cfg.Policy, cfg.src
 	top := func(rel, format string, args ...any) {
 		v.report(o, rel, rel, format, args...)
+	}
+	if p.ApprovalWebhook != "" && !o.bad["policy.approval_webhook"] {
+		if _, msg := secureURL(p.ApprovalWebhook); msg != "" {
+			top("policy.approval_webhook", "%s", msg)
+		}
 	}
 	a := p.AuthZEN
 	if a == nil {
