@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh measures what Mandate adds in front of an MCP server: it runs
 # the same tools/call load directly against the Go SDK's conformance
-# everything-server and then through `mandate serve`, and compares latency,
-# throughput, Mandate's CPU time per call and its memory per idle session
-# with the project's targets. See bench/README.md for how to read the output.
+# everything-server, then through `mandate serve` without authentication
+# (allow-all), then through `mandate serve` with authentication, the default
+# policy and a mandate covering the tool, and compares latency, throughput,
+# Mandate's CPU time per call and its memory per idle session with the
+# project's targets. See bench/README.md for how to read the output.
 #
 # Everything listens on 127.0.0.1 only, every phase is bounded in time, and
 # every process the script starts is stopped on exit.
@@ -21,9 +23,9 @@
 #   STRICT=1                exit 3 when a target is missed
 #   KEEP=1                  keep the work directory (logs, JSON reports)
 #
-# Exit status: 0 all measured, 1 direct or Mandate measurement impossible
-# (the direct results are still printed when they exist), 3 target missed
-# with STRICT=1.
+# Exit status: 0 all measured, 1 direct, Mandate or policy measurement
+# impossible (the results measured are still printed), 3 target missed with
+# STRICT=1.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -40,11 +42,14 @@ KEEP=${KEEP:-0}
 
 # Targets, from the design: added median latency with one session (ms),
 # throughput through Mandate relative to direct with 16 sessions (%),
-# Mandate CPU per forwarded call (µs), Mandate RSS per idle session (KiB).
+# Mandate CPU per forwarded call (µs), Mandate RSS per idle session (KiB),
+# and throughput with the default policy and a mandate relative to
+# allow-all with 16 sessions (%).
 TARGET_ADDED_P50_MS=0.3
 TARGET_THROUGHPUT_PCT=75
 TARGET_CPU_US=60
 TARGET_IDLE_KIB=64
+TARGET_POLICY_PCT=85
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/mandate-bench.XXXXXX")
@@ -122,10 +127,14 @@ gobuild() {
 }
 
 # free_port prints a loopback TCP port nothing listens on, other than $1.
+# It picks ports below the kernel's ephemeral range: a port in that range
+# may be the local end of some connection, which a listener cannot bind.
 free_port() {
-	local p
+	local p lo=32768 _
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((lo > 11024)) || lo=32768
 	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (lo - 10000)))
 		[[ $p == "${1:-}" ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			say "$p"
@@ -206,6 +215,8 @@ table() {
 	row "direct, 16 sessions" direct-16
 	row "mandate, 1 session" mandate-1
 	row "mandate, 16 sessions" mandate-16
+	row "policy, 1 session" policy-1
+	row "policy, 16 sessions" policy-16
 }
 
 # verdict MEASURED OP TARGET prints ok or MISSED; OP is <= or >=.
@@ -219,19 +230,25 @@ verdict() {
 
 missed=0
 summary() {
-	local added ratio cpu kib
+	local added ratio cpu kib policy
 	added=$(jq -n --slurpfile t "$work/mandate-1.json" --slurpfile d "$work/direct-1.json" '$t[0].p50_ms - $d[0].p50_ms')
 	ratio=$(jq -n --slurpfile t "$work/mandate-16.json" --slurpfile d "$work/direct-16.json" \
 		'if $d[0].calls_per_s > 0 then 100 * $t[0].calls_per_s / $d[0].calls_per_s else 0 end')
 	cpu=$(jq -r '.cpu_us_per_call // "nan"' "$work/mandate-16.json")
 	kib=nan
 	[[ -f $work/mandate-idle.json ]] && kib=$(jq -r '.kib_per_session // "nan"' "$work/mandate-idle.json")
+	policy=nan
+	if [[ -f $work/policy-16.json ]]; then
+		policy=$(jq -n --slurpfile p "$work/policy-16.json" --slurpfile a "$work/mandate-16.json" \
+			'if $a[0].calls_per_s > 0 then 100 * $p[0].calls_per_s / $a[0].calls_per_s else 0 end')
+	fi
 
 	local -a lines=(
 		"added median latency, 1 session|$added|ms|<=|$TARGET_ADDED_P50_MS"
 		"throughput through/direct, 16 sessions|$ratio|%|>=|$TARGET_THROUGHPUT_PCT"
 		"Mandate CPU per forwarded call|$cpu|us|<=|$TARGET_CPU_US"
 		"Mandate RSS per idle session|$kib|KiB|<=|$TARGET_IDLE_KIB"
+		"throughput policy/allow-all, 16 sessions|$policy|%|>=|$TARGET_POLICY_PCT"
 	)
 	printf '%-44s %10s  %-8s %s\n' metric measured target verdict
 	local l name value unit op target v sym
@@ -283,28 +300,10 @@ say "-- everything-server: pid $ev_pid, $ev_url"
 load direct-1 "$ev_url" 1 -pid "$ev_pid" || exit 1
 load direct-16 "$ev_url" 16 -pid "$ev_pid" || exit 1
 
-# start_mandate writes a config for the running everything-server, starts
-# `mandate serve` and sets mandate_pid and mandate_url, or sets
-# mandate_problem and returns 1.
-start_mandate() {
-	local port cfg data rc=0
-	port=$(free_port "$ev_port") || { mandate_problem="no free port"; return 1; }
-	cfg=$work/mandate.yaml
-	data=$(mktemp -d "$work/data.XXXXXX")
-	cat >"$cfg" <<EOF
-listen: 127.0.0.1:$port
-data_dir: $data
-# The proxy's own overhead is measured without token verification (its cost
-# has its own Go benchmark in internal/authn).
-auth: {mode: none}
-http:
-  # The idle run opens IDLE_SESSIONS sessions from one address.
-  max_sessions_per_client: $((IDLE_SESSIONS + 64))
-upstreams:
-  - id: ev
-    prefix: ""
-    http: {url: "$ev_url"}
-EOF
+# launch_mandate CFG PORT starts `mandate serve` with CFG on PORT and sets
+# mandate_pid and mandate_url, or sets launch_problem and returns 1.
+launch_mandate() {
+	local cfg=$1 port=$2 rc=0
 	"$bin/mandate" serve --config "$cfg" --listen "127.0.0.1:$port" >>"$work/mandate.log" 2>&1 &
 	mandate_pid=$!
 	started+=("$mandate_pid")
@@ -317,11 +316,104 @@ EOF
 		say "-- mandate: pid $mandate_pid, $mandate_url"
 		return 0
 		;;
-	1) mandate_problem="mandate serve was not listening and ready on 127.0.0.1:$port within ${START_TIMEOUT}s" ;;
-	*) mandate_problem="mandate serve exited before listening on 127.0.0.1:$port" ;;
+	1) launch_problem="mandate serve was not listening and ready on 127.0.0.1:$port within ${START_TIMEOUT}s" ;;
+	*) launch_problem="mandate serve exited before listening on 127.0.0.1:$port" ;;
 	esac
 	stop "$mandate_pid"
 	return 1
+}
+
+# start_mandate writes an `auth: none` config for the running
+# everything-server and starts `mandate serve` with it, as launch_mandate
+# does; on failure it sets mandate_problem.
+start_mandate() {
+	local port cfg data
+	port=$(free_port "$ev_port") || { mandate_problem="no free port"; return 1; }
+	cfg=$work/mandate.yaml
+	data=$(mktemp -d "$work/data.XXXXXX")
+	cat >"$cfg" <<EOF
+listen: 127.0.0.1:$port
+data_dir: $data
+# Without authentication Mandate decides with the built-in allow-all policy
+# and looks up no mandates: the proxy's own overhead.
+auth: {mode: none}
+http:
+  # The idle run opens IDLE_SESSIONS sessions from one address.
+  max_sessions_per_client: $((IDLE_SESSIONS + 64))
+upstreams:
+  - id: ev
+    prefix: ""
+    http: {url: "$ev_url"}
+EOF
+	launch_mandate "$cfg" "$port" || { mandate_problem=$launch_problem; return 1; }
+}
+
+# start_policy_mandate starts `mandate serve` as an authenticated deployment
+# runs it, for the policy runs: auth mode external, trusting an `mcpload
+# issuer` on 127.0.0.1 whose access token names the user "bench" (by user
+# id) and the agent "mcpload"; the built-in default policy, which applies
+# because policy.dir is empty and auth is not none; and one mandate by
+# which the user lets the agent call $TOOL on the everything-server. It sets
+# mandate_pid, mandate_url and issuer_pid, or policy_problem.
+#
+# The agent must be registered before the CLI grants it a mandate, and an
+# external agent is registered when Mandate first sees it, so one session
+# is opened before the grant. Mandates are read on every call, so granting
+# while Mandate runs takes effect at once.
+start_policy_mandate() {
+	local port iss_port cfg data out uid rc=0
+	port=$(free_port "$ev_port") || { policy_problem="no free port"; return 1; }
+	iss_port=$(free_port "$port") || { policy_problem="no free port"; return 1; }
+	cfg=$work/mandate-policy.yaml
+	data=$(mktemp -d "$work/data.XXXXXX")
+	cat >"$cfg" <<EOF
+listen: 127.0.0.1:$port
+data_dir: $data
+auth:
+  mode: external
+  issuers:
+    - issuer: http://127.0.0.1:$iss_port
+      jwks_url: http://127.0.0.1:$iss_port/jwks
+http:
+  max_sessions_per_client: $((IDLE_SESSIONS + 64))
+upstreams:
+  - id: ev
+    prefix: ""
+    http: {url: "$ev_url"}
+EOF
+	# A local account gives the user an id; its password is never used.
+	printf 'bench-%s-%s-password\n' "$RANDOM" "$RANDOM" >"$work/password"
+	if ! out=$(timeout 60 "$bin/mandate" users add bench --config "$cfg" --password-file "$work/password" 2>&1); then
+		policy_problem="mandate users add failed: $out"
+		return 1
+	fi
+	uid=$(sed -n 's/^added user bench (id \(.*\))$/\1/p' <<<"$out")
+	[[ -n $uid ]] || { policy_problem="cannot read the user id from: $out"; return 1; }
+
+	rm -f "$work/token"
+	"$bin/mcpload" issuer -listen "127.0.0.1:$iss_port" -out "$work/token" -sub "$uid" -client-id mcpload \
+		-aud "http://127.0.0.1:$port/mcp" -ttl 2h >"$work/issuer.log" 2>&1 &
+	issuer_pid=$!
+	started+=("$issuer_pid")
+	wait_port "$iss_port" "$issuer_pid" 10 || rc=$?
+	if ((rc != 0)) || [[ ! -s $work/token ]]; then
+		policy_problem="mcpload issuer did not start on 127.0.0.1:$iss_port: $(tr '\n' ' ' <"$work/issuer.log")"
+		return 1
+	fi
+	say "-- issuer: pid $issuer_pid, http://127.0.0.1:$iss_port (user bench, id $uid; agent mcpload)"
+
+	launch_mandate "$cfg" "$port" || { policy_problem=$launch_problem; return 1; }
+	if ! "$bin/mcpload" -url "$mandate_url" -token-file "$work/token" -idle 1 -settle 0 -json \
+		>"$work/policy-register.json" 2>"$work/policy-register.err"; then
+		policy_problem="the agent's first session was refused: $(jq -r '.first_error // empty' "$work/policy-register.json" 2>/dev/null) $(tr '\n' ' ' <"$work/policy-register.err")"
+		return 1
+	fi
+	if ! out=$(timeout 60 "$bin/mandate" mandates grant --config "$cfg" --user bench --agent mcpload \
+		--upstream ev --tool "$TOOL" --purpose "bench/run.sh policy runs" --expires 2h 2>&1); then
+		policy_problem="mandate mandates grant failed: $out"
+		return 1
+	fi
+	say "-- $out"
 }
 
 if ((mandate_ok)) && start_mandate; then
@@ -333,6 +425,29 @@ if ((mandate_ok)) && start_mandate; then
 	stop "$mandate_pid"
 else
 	mandate_ok=0
+fi
+
+# The policy runs follow the allow-all runs at once, 16 sessions first, so
+# that the two runs the throughput ratio compares see the same background
+# load as nearly as possible.
+policy_ok=0
+policy_problem=
+issuer_pid=
+if ((mandate_ok)); then
+	say "-- restarting mandate with authentication, the default policy and a mandate"
+	mandate_pid=
+	if start_policy_mandate; then
+		if load policy-16 "$mandate_url" 16 -pid "$mandate_pid" -token-file "$work/token" &&
+			load policy-1 "$mandate_url" 1 -pid "$mandate_pid" -token-file "$work/token"; then
+			policy_ok=1
+		else
+			policy_problem="load through Mandate with policy failed (see above)"
+		fi
+	fi
+	to_stop=()
+	[[ -n $mandate_pid ]] && kill -0 "$mandate_pid" 2>/dev/null && to_stop+=("$mandate_pid")
+	[[ -n $issuer_pid ]] && kill -0 "$issuer_pid" 2>/dev/null && to_stop+=("$issuer_pid")
+	((${#to_stop[@]} == 0)) || stop "${to_stop[@]}"
 fi
 
 # The idle run gets a fresh Mandate: a process that has just served the load
@@ -357,7 +472,7 @@ elif ((mandate_ok)); then
 fi
 
 say
-say "== results (tool $TOOL; CPU and peak RSS are the target's: the everything-server for direct runs, Mandate for mandate runs)"
+say "== results (tool $TOOL; CPU and peak RSS are the target's: the everything-server for direct runs, Mandate for the others)"
 table
 if [[ -f $work/mandate-idle.json ]]; then
 	jq -r '"idle: \(.opened) of \(.sessions) sessions opened in \(.open_s * 10 | round / 10) s; Mandate RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB"' \
@@ -365,17 +480,28 @@ if [[ -f $work/mandate-idle.json ]]; then
 fi
 say
 
-if ((!mandate_ok)); then
-	warn "MANDATE NOT MEASURED: ${mandate_problem:-unknown problem}"
+# mandate_log_tail prints the end of Mandate's log to stderr.
+mandate_log_tail() {
 	if [[ -s $work/mandate.log ]]; then
 		warn "last lines of the mandate log:"
 		tail -n 20 "$work/mandate.log" | sed 's/^/    /' >&2
 	fi
+}
+
+if ((!mandate_ok)); then
+	warn "MANDATE NOT MEASURED: ${mandate_problem:-unknown problem}"
+	mandate_log_tail
 	exit 1
 fi
 
 say "== summary against targets"
 summary
+if ((!policy_ok)); then
+	say
+	warn "POLICY RUNS NOT MEASURED: ${policy_problem:-unknown problem}"
+	mandate_log_tail
+	exit 1
+fi
 if ((missed)) && [[ $STRICT == 1 ]]; then
 	exit 3
 fi

@@ -11,12 +11,19 @@
 // Every phase is bounded in time: the warmup and window by -warmup and
 // -duration, each connect and call by -timeout, and closing by a fixed limit.
 //
+// `mcpload issuer` is a minimal external token issuer on a loopback address
+// (see issuer.go). It signs the access token that -token-file presents, so
+// that load can also be measured through a gateway that authenticates
+// every request and decides it with its policy.
+//
 // Examples:
 //
 //	mcpload -url http://127.0.0.1:8787/mcp -sessions 16 -duration 10s -pid 4242
 //	mcpload -url http://127.0.0.1:8787/mcp -tool add -args '{"a":1,"b":2}' -json
 //	mcpload -url http://127.0.0.1:8787/mcp -idle 2000 -pid 4242
 //	mcpload -url https://gw.example/mcp -header 'Authorization=Bearer s3cret'
+//	mcpload issuer -listen 127.0.0.1:9000 -out token.jwt -sub u1 -client-id agent -aud http://127.0.0.1:8787/mcp
+//	mcpload -url http://127.0.0.1:8787/mcp -token-file token.jwt
 package main
 
 import (
@@ -56,6 +63,12 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "issuer" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runIssuerCommand(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -133,6 +146,7 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 		cfg.headers.Add(k, v)
 		return nil
 	})
+	tokenFile := fs.String("token-file", "", "file holding a bearer token, sent as Authorization: Bearer (kept off the command line)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: open this many sessions, make no calls, report RSS per session")
 	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "idle mode: wait this long after opening before reading RSS")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "bound on each connect and each call")
@@ -173,6 +187,18 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 		return nil, errors.New("-connect-parallel must be at least 1")
 	case cfg.tool == "" && cfg.idle == 0:
 		return nil, errors.New("-tool must not be empty")
+	}
+
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+			return nil, fmt.Errorf("-token-file %s: want one token on one line", *tokenFile)
+		}
+		cfg.headers.Set("Authorization", "Bearer "+tok)
 	}
 
 	var obj map[string]json.RawMessage

@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mandate-mcp/mandate/examples/demo"
+	"github.com/mandate-mcp/mandate/internal/authn"
+	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -240,5 +245,102 @@ func TestRunUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v against a closed port", d)
+	}
+}
+
+// TestIssuerTokenVerifies: a token of `mcpload issuer` passes Mandate's own
+// verifier for external issuers, fetching the key set from the issuer, and
+// names the delegated principal the benchmark's mandate is granted to.
+func TestIssuerTokenVerifies(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "token.jwt")
+	cfg, err := parseIssuerFlags([]string{"-listen", "127.0.0.1:0", "-out", out, "-sub", "user-1",
+		"-client-id", "bench-agent", "-aud", "http://127.0.0.1:8787/mcp", "-ttl", "1m"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- runIssuer(ctx, cfg, pw) }()
+	url, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	url = strings.TrimSpace(url)
+	tok, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := http.Get(url + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if err != nil || meta.Issuer != url || meta.JWKSURI != url+"/jwks" {
+		t.Fatalf("metadata %+v, %v", meta, err)
+	}
+
+	v := authn.NewJWTVerifier(authn.JWTOptions{Issuers: []authn.IssuerSpec{{
+		Issuer: url, Keys: &authn.RemoteJWKS{URL: meta.JWKSURI}, Audience: "http://127.0.0.1:8787/mcp",
+		Method: identity.MethodExternal,
+	}}})
+	p, err := v.Verify(t.Context(), strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if p.User != "user-1" || p.Agent != "bench-agent" || !p.Delegated() || !p.HasScope("mcp:tools") {
+		t.Fatalf("principal %+v", p)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runIssuer: %v", err)
+	}
+}
+
+func TestIssuerFlags(t *testing.T) {
+	base := []string{"-out", "t", "-sub", "u", "-client-id", "a", "-aud", "http://127.0.0.1:1/mcp"}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"missing subject", []string{"-out", "t", "-client-id", "a", "-aud", "x"}},
+		{"non-loopback listener", append([]string{"-listen", "0.0.0.0:0"}, base...)},
+		{"host name listener", append([]string{"-listen", "localhost:0"}, base...)},
+		{"zero ttl", append([]string{"-ttl", "0s"}, base...)},
+	} {
+		if _, err := parseIssuerFlags(tc.args, io.Discard); err == nil {
+			t.Errorf("%s: parseIssuerFlags(%q) succeeded", tc.name, tc.args)
+		}
+	}
+	if _, err := parseIssuerFlags(base, io.Discard); err != nil {
+		t.Errorf("parseIssuerFlags(%q): %v", base, err)
+	}
+}
+
+func TestTokenFileSetsBearer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("abc.def.ghi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"-url", "http://127.0.0.1:1/mcp", "-token-file", path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.headers.Get("Authorization"); got != "Bearer abc.def.ghi" {
+		t.Errorf("Authorization = %q", got)
+	}
+	if err := os.WriteFile(path, []byte("two tokens\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseFlags([]string{"-url", "http://127.0.0.1:1/mcp", "-token-file", path}, io.Discard); err == nil {
+		t.Error("a token file holding two words was accepted")
 	}
 }
