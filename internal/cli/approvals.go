@@ -23,7 +23,7 @@ A policy can require a human's approval of a call (@approval("required")).
 The agent's call is then refused with the id of a pending request; once it
 is approved, the agent's retry of exactly that call (same user, agent, tool,
 arguments and policy version) goes through, once. A request that is not
-decided and used before it expires (5 minutes) is denied.
+decided and used before it expires (policy.approval_timeout, default 5m) is denied.
 
 STATUS is pending, approved, denied, used or expired; without --status
 every request is listed.
