@@ -20,10 +20,13 @@ const approvalsUsage = `usage:
 Each also takes --config FILE and --data-dir DIR, as serve does.
 
 A policy can require a human's approval of a call (@approval("required")).
-The agent's call is then refused with the id of a pending request; once it
-is approved, the agent's retry of exactly that call (same user, agent, tool,
-arguments and policy version) goes through, once. A request that is not
-decided and used before it expires (policy.approval_timeout, default 5m) is denied.
+When the agent's client cannot be asked itself, the call is held for up to
+policy.approval_wait (default 45s) while a pending request waits here: approved
+in that time, the call proceeds; denied, it is refused. Still pending, the
+call is refused with the request's id, and once it is approved the agent's
+retry of exactly that call (same user, agent, tool, arguments and policy
+version) goes through, once. A request not decided and used before it
+expires (policy.approval_timeout, default 5m) is denied.
 
 STATUS is pending, approved, denied, used or expired; without --status
 every request is listed.
