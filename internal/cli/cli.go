@@ -39,16 +39,18 @@ Usage:
                                                                     grant a mandate for a user to an agent
   mandate mandates revoke ID [--by NAME]                            withdraw a mandate
   mandate approvals list [--status S] | approve ID | deny ID        list or decide calls waiting for a human
+  mandate audit verify [--file EXPORT] | query [--user U] [--tool T] ... [--json] | explain ID | export | pubkey
+                                                                    verify, search and export the audit log
   mandate policy validate DIR|FILE ...                              report every problem in Cedar policy files
   mandate policy test FILE.yaml                                     check the decisions a test file expects
   mandate policy explain --policies DIR --agent A --tool UPSTREAM/NAME [--user U] [--args JSON] ...
                                                                     why a call would be allowed or denied
   mandate version
 
-users, agents, mandates and approvals take --config FILE and --data-dir DIR,
-as serve does, to find the store. "mandate mandates help", "mandate approvals
-help" and "mandate policy help" describe their flags, the constraint syntax
-and the test file format.
+users, agents, mandates, approvals and audit take --config FILE and
+--data-dir DIR, as serve does, to find the store. "mandate mandates help",
+"mandate approvals help", "mandate audit help" and "mandate policy help"
+describe their flags, the constraint syntax and the test file format.
 
 With no --config, the embedded quickstart configuration is used: 127.0.0.1:8787
 with the built-in demo upstream.
@@ -81,6 +83,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runMandates(ctx, args[1:], stdout, stderr)
 	case "approvals":
 		err = runApprovals(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
 	case "demo-upstream":

@@ -72,6 +72,7 @@ type Store interface {
 	OAuthStore
 	MandateStore
 	ApprovalStore
+	AuditStore
 
 	// Migrate brings the schema up to date. It is idempotent and safe to call
 	// concurrently from several processes, so every replica may run it at

@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	runTable(t, open, tests)
 	runMandates(t, open)
 	runApprovals(t, open)
+	runAudit(t, open)
 }
 
 // storeTest is one conformance test: it gets a fresh, migrated store.
