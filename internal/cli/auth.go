@@ -23,6 +23,7 @@ import (
 	"github.com/mandate-mcp/mandate/internal/gateway"
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/store/gencache"
 	"github.com/mandate-mcp/mandate/internal/web"
 )
 
@@ -303,15 +304,28 @@ func discoverJWKS(ctx context.Context, issuer string) (string, error) {
 // the standard trust level. The gate also gives the principal its agent's
 // trust level from the registry, the one source policies may believe for
 // it: no token claim carries one.
-// First/last-seen times are written at most once a minute per agent, so
-// the gate costs one or two reads per request.
+//
+// What the gate reads is cached for as long as the store's change
+// generation stands, and the generation is read from the store on every
+// request, so a suspension or a disabled user written by any process, the
+// CLI included, counts on the next request, while a request that changes
+// nothing costs that one read. When the generation cannot be read, the
+// gate reads the records; when they cannot be read, it refuses.
+// First/last-seen times are written at most once a minute per agent; they
+// leave the generation alone.
 func agentGate(st store.Store, registerExternal bool, local string, log *slog.Logger) func(context.Context, *identity.Principal) error {
 	var mu sync.Mutex
 	touched := map[string]time.Time{}
+	cache := gencache.New[gateKey, gateRecords](st, gateCacheSize)
 	return func(ctx context.Context, p *identity.Principal) error {
-		a, err := st.GetAgent(ctx, p.Agent)
+		r, err := cache.Get(ctx, gateKey{agent: p.Agent, issuer: p.Issuer, user: p.User},
+			func(ctx context.Context) (gateRecords, error) { return readGate(ctx, st, p, registerExternal, local) })
+		if err != nil {
+			return fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
+		}
+		a := r.agent
 		switch {
-		case errors.Is(err, store.ErrNotFound) && registerExternal:
+		case !r.agentFound && registerExternal:
 			now := time.Now()
 			a = store.Agent{ID: p.Agent, Name: p.Agent, Registration: store.RegistrationExternal, Owner: p.Issuer,
 				TrustLevel: identity.TrustStandard, Status: store.AgentActive, AuthMethod: "none", CreatedAt: now}
@@ -319,32 +333,20 @@ func agentGate(st store.Store, registerExternal bool, local string, log *slog.Lo
 				return fmt.Errorf("%w: register agent: %v", authn.ErrUnavailable, err)
 			}
 			log.Info("agent registered on first sight", "agent", p.Agent, "issuer", p.Issuer)
-		case errors.Is(err, store.ErrNotFound):
+		case !r.agentFound:
 			return errors.New("unknown agent")
-		case err != nil:
-			return fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
 		}
 		if a.Status != store.AgentActive {
 			return authn.ErrAgentSuspended
 		}
 		p.TrustLevel = a.TrustLevel
+		// A user of the embedded server must exist; an external user
+		// Mandate has no record of is admitted.
 		if p.User != "" {
-			var u store.User
-			var err error
-			if p.Issuer == local {
-				u, err = st.GetUser(ctx, p.User)
-			} else {
-				u, err = st.GetUserBySubject(ctx, p.Issuer, p.User)
-				if errors.Is(err, store.ErrNotFound) {
-					err = nil // an external user Mandate has no record of
-				}
-			}
 			switch {
-			case errors.Is(err, store.ErrNotFound):
+			case !r.userFound && p.Issuer == local:
 				return errors.New("unknown user")
-			case err != nil:
-				return fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
-			case u.Disabled:
+			case r.user.Disabled:
 				return errors.New("user disabled")
 			}
 		}
@@ -362,4 +364,53 @@ func agentGate(st store.Store, registerExternal bool, local string, log *slog.Lo
 		}
 		return nil
 	}
+}
+
+// gateCacheSize is how many principals' records the agent gate keeps.
+const gateCacheSize = 10_000
+
+// gateKey names the records the gate reads for one principal.
+type gateKey struct{ agent, issuer, user string }
+
+// gateRecords is what the gate read of the store for one principal; a
+// record that does not exist is remembered as such. Cached records are
+// shared between requests and must not be modified.
+type gateRecords struct {
+	agent      store.Agent
+	agentFound bool
+	user       store.User
+	userFound  bool
+}
+
+// readGate reads p's agent and, for a delegated principal, its user: by id
+// for a user of the embedded server (issuer local), by issuer and subject
+// otherwise. Only an error other than ErrNotFound is returned. An unknown
+// agent that is not about to be registered makes the user irrelevant.
+func readGate(ctx context.Context, st store.Store, p *identity.Principal, registerExternal bool, local string) (gateRecords, error) {
+	var r gateRecords
+	a, err := st.GetAgent(ctx, p.Agent)
+	switch {
+	case err == nil:
+		r.agent, r.agentFound = a, true
+	case !errors.Is(err, store.ErrNotFound):
+		return gateRecords{}, err
+	case !registerExternal:
+		return r, nil
+	}
+	if p.User == "" {
+		return r, nil
+	}
+	var u store.User
+	if p.Issuer == local {
+		u, err = st.GetUser(ctx, p.User)
+	} else {
+		u, err = st.GetUserBySubject(ctx, p.Issuer, p.User)
+	}
+	switch {
+	case err == nil:
+		r.user, r.userFound = u, true
+	case !errors.Is(err, store.ErrNotFound):
+		return gateRecords{}, err
+	}
+	return r, nil
 }

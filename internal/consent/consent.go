@@ -5,9 +5,12 @@
 // revocable, and every grant, use and revocation is reported as an event for
 // the audit log.
 //
-// Mandates are read from the store on every Match, never cached, so a
-// revocation denies the very next call on every replica (threat AT-51).
-// Any error reading them is returned, and a Match returned with an error
+// A revocation denies the very next call on every replica (threat AT-51).
+// Match and Active may answer from mandates decoded earlier, but only
+// while the store's change generation (store.ChangeStore) is the one they
+// were read at, and they read it from the store on every call, so any
+// grant or revocation, by any process, sends them back to the store. Any
+// error reading mandates is returned, and a Match returned with an error
 // never covers the call: the caller denies.
 package consent
 
@@ -18,11 +21,13 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/store/gencache"
 )
 
 // Unlimited is the use count of a mandate that covers any number of calls
@@ -164,15 +169,27 @@ func (NopEvents) MandateGranted(Mandate) {}
 func (NopEvents) MandateRevoked(Mandate) {}
 func (NopEvents) MandateUsed(Mandate)    {}
 
+// cacheSize is how many (user, agent) pairs' mandates a Service keeps
+// decoded: the pairs calling at once on a busy gateway, and then some.
+const cacheSize = 10_000
+
 // Service grants, matches, consumes and revokes mandates.
 type Service struct {
 	store  store.MandateStore
 	events Events
 	now    func() time.Time
+	// cache holds the decoded mandates of a user to an agent, nil when
+	// the store reports no change generation.
+	cache *gencache.Cache[pair, []Mandate]
 }
 
+// pair names the mandates of one user to one agent.
+type pair struct{ user, agent string }
+
 // New returns a Service keeping mandates in st. A nil events discards
-// events; a nil now uses time.Now.
+// events; a nil now uses time.Now. When st is also a store.ChangeStore,
+// Match and Active keep what they decoded while its generation stands;
+// otherwise they read the store on every call.
 func New(st store.MandateStore, events Events, now func() time.Time) *Service {
 	if events == nil {
 		events = NopEvents{}
@@ -180,7 +197,11 @@ func New(st store.MandateStore, events Events, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: st, events: events, now: now}
+	s := &Service{store: st, events: events, now: now}
+	if cs, ok := st.(store.ChangeStore); ok {
+		s.cache = gencache.New[pair, []Mandate](cs, cacheSize)
+	}
+	return s
 }
 
 // Grant records spec as a new mandate and reports it granted. Every pattern
@@ -293,10 +314,24 @@ func (s *Service) List(ctx context.Context, user, agent string) ([]Mandate, erro
 // mandate was revoked since Match, means the call must be denied. Mandates
 // without a use count are consumed too, so every covered call is reported
 // and a revocation racing the call is still caught.
+//
+// A use does not move the store's change generation, so the count Match
+// saw may be stale when another replica spent uses; the store's atomic
+// count is what decides. Consume passes the count it gets back on to the
+// cache, and forgets the cache when the store refuses, so the next Match
+// reads the store and gives the real reason or another mandate.
 func (s *Service) Consume(ctx context.Context, id string) (Mandate, error) {
 	rec, err := s.store.ConsumeMandateUse(ctx, id, s.now())
 	if err != nil {
+		if s.cache != nil {
+			s.cache.Forget()
+		}
 		return Mandate{}, fmt.Errorf("consume mandate: %w", err)
+	}
+	if s.cache != nil {
+		s.cache.Update(pair{rec.User, rec.Agent}, func(ms []Mandate) []Mandate {
+			return withUsesLeft(ms, rec.ID, rec.UsesLeft)
+		})
 	}
 	m, err := decode(rec)
 	if err != nil {
@@ -304,6 +339,18 @@ func (s *Service) Consume(ctx context.Context, id string) (Mandate, error) {
 	}
 	s.events.MandateUsed(m)
 	return m, nil
+}
+
+// withUsesLeft returns ms with mandate id's UsesLeft lowered to uses. The
+// cached slice is shared with callers, so it is copied, not changed.
+func withUsesLeft(ms []Mandate, id string, uses int) []Mandate {
+	out := slices.Clone(ms)
+	for i := range out {
+		if out[i].ID == id && uses != Unlimited && (out[i].UsesLeft == Unlimited || uses < out[i].UsesLeft) {
+			out[i].UsesLeft = uses
+		}
+	}
+	return out
 }
 
 // newID is a mandate id: a prefix that says what it is and 130 random bits.

@@ -72,8 +72,7 @@ func (m Match) Covered() bool { return m.Reason == nil && m.Mandate.ID != "" }
 // Match finds the active mandate of p's user to p's agent that covers a call
 // of tool on upstream with args. Only a delegated principal has mandates; an
 // agent acting for nobody gets NoMandate, and the policy alone decides for
-// it. Mandates are read from the store on every call, so a revocation takes
-// effect on the next one.
+// it. A revocation takes effect on the next call (see the package comment).
 //
 // When several mandates cover the call, one without a use count is
 // preferred, so a counted mandate is not spent while an unlimited one
@@ -82,6 +81,8 @@ func (m Match) Covered() bool { return m.Reason == nil && m.Mandate.ID != "" }
 // newest mandate naming it is inactive, otherwise NoMandate.
 //
 // Match does not consume a use; call Consume once the call is allowed.
+// The mandate returned shares its grants with later calls and must not be
+// modified.
 func (s *Service) Match(ctx context.Context, p *identity.Principal, upstream, tool string, args map[string]any) (Match, error) {
 	if p == nil {
 		return Match{}, errors.New("match mandate: no principal")
@@ -90,7 +91,7 @@ func (s *Service) Match(ctx context.Context, p *identity.Principal, upstream, to
 	if !p.Delegated() || p.Agent == "" {
 		return Match{Reason: NoMandate{}}, nil
 	}
-	ms, err := s.List(ctx, p.User, p.Agent)
+	ms, err := s.mandates(ctx, p.User, p.Agent)
 	if err != nil {
 		return Match{}, fmt.Errorf("match mandate: %w", err)
 	}
@@ -134,7 +135,8 @@ func (s *Service) Match(ctx context.Context, p *identity.Principal, upstream, to
 }
 
 // Active returns p's mandates to its agent that are active now, for
-// filtering lists with Covers. An agent acting for nobody has none.
+// filtering lists with Covers. An agent acting for nobody has none. The
+// mandates share their grants with later calls and must not be modified.
 func (s *Service) Active(ctx context.Context, p *identity.Principal) ([]Mandate, error) {
 	if p == nil {
 		return nil, errors.New("active mandates: no principal")
@@ -143,18 +145,30 @@ func (s *Service) Active(ctx context.Context, p *identity.Principal) ([]Mandate,
 	if !p.Delegated() || p.Agent == "" {
 		return nil, nil
 	}
-	ms, err := s.List(ctx, p.User, p.Agent)
+	ms, err := s.mandates(ctx, p.User, p.Agent)
 	if err != nil {
 		return nil, fmt.Errorf("active mandates: %w", err)
 	}
 	now := s.now()
-	out := ms[:0]
+	out := make([]Mandate, 0, len(ms))
 	for _, m := range ms {
 		if m.Active(now) {
 			out = append(out, m)
 		}
 	}
 	return out, nil
+}
+
+// mandates returns the mandates of user to agent as List does, from the
+// cache while the store's generation is the one they were read at. The
+// slice is shared: callers must not modify it.
+func (s *Service) mandates(ctx context.Context, user, agent string) ([]Mandate, error) {
+	if s.cache == nil {
+		return s.List(ctx, user, agent)
+	}
+	return s.cache.Get(ctx, pair{user, agent}, func(ctx context.Context) ([]Mandate, error) {
+		return s.List(ctx, user, agent)
+	})
 }
 
 // check returns nil when a grant of m naming upstream and tool accepts

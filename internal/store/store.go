@@ -73,6 +73,7 @@ type Store interface {
 	MandateStore
 	ApprovalStore
 	AuditStore
+	ChangeStore
 
 	// Migrate brings the schema up to date. It is idempotent and safe to call
 	// concurrently from several processes, so every replica may run it at

@@ -30,6 +30,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 		return fmt.Errorf("create user %s: %w", u.ID, err)
 	}
 	s.users[u.ID] = u
+	s.gen++
 	return nil
 }
 
@@ -44,14 +45,26 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("update user: %w", err)
 	}
-	if _, ok := s.users[u.ID]; !ok {
+	old, ok := s.users[u.ID]
+	if !ok {
 		return fmt.Errorf("update user %s: %w", u.ID, store.ErrNotFound)
 	}
 	if err := s.userClash(u); err != nil {
 		return fmt.Errorf("update user %s: %w", u.ID, err)
 	}
 	s.users[u.ID] = u
+	if !onlyLoggedIn(old, u) {
+		s.gen++
+	}
 	return nil
+}
+
+// onlyLoggedIn reports whether b differs from a in nothing but LastLogin,
+// which store.ChangeStore's generation ignores.
+func onlyLoggedIn(a, b store.User) bool {
+	return a.ID == b.ID && a.Username == b.Username && a.Email == b.Email && slices.Equal(a.Groups, b.Groups) &&
+		a.PasswordHash == b.PasswordHash && a.Issuer == b.Issuer && a.Subject == b.Subject &&
+		a.Disabled == b.Disabled && a.CreatedAt.Equal(b.CreatedAt)
 }
 
 // userClash reports ErrConflict when another user holds u's username or
@@ -157,6 +170,7 @@ func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {
 		return fmt.Errorf("put agent: %w", err)
 	}
 	s.agents[a.ID] = a
+	s.gen++
 	return nil
 }
 
@@ -209,8 +223,11 @@ func (s *Store) SetAgentStatus(ctx context.Context, id, status string) error {
 	if !ok {
 		return fmt.Errorf("set agent status %s: %w", id, store.ErrNotFound)
 	}
-	a.Status = status
-	s.agents[id] = a
+	if a.Status != status {
+		a.Status = status
+		s.agents[id] = a
+		s.gen++
+	}
 	return nil
 }
 

@@ -25,6 +25,7 @@ func (s *Store) CreateMandate(ctx context.Context, m store.Mandate) error {
 		return fmt.Errorf("create mandate %s: %w", m.ID, store.ErrConflict)
 	}
 	s.mandates[m.ID] = m
+	s.gen++
 	return nil
 }
 
@@ -90,6 +91,7 @@ func (s *Store) RevokeMandate(ctx context.Context, id, by string, at time.Time) 
 	if m.RevokedAt.IsZero() {
 		m.RevokedAt, m.RevokedBy = normal(at), by
 		s.mandates[id] = m
+		s.gen++
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 	seq    int64
+	// gen is the store.ChangeStore generation, moved by every write to
+	// users, agents and mandates that the contract says moves it.
+	gen uint64
 
 	health   map[string][]healthRow
 	catalogs map[catalogKey]store.CatalogSnapshot

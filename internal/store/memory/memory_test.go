@@ -11,3 +11,12 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return memory.New() })
 }
+
+// TestShared: two users of one memory store are one process sharing one
+// store, the only way a memory store is shared.
+func TestShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		s := memory.New()
+		return s, s
+	}, 0)
+}

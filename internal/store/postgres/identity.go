@@ -23,6 +23,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("create user: %w", err)
 	}
+	defer s.gen.written()
 	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		u.ID, u.Username, u.Email, toList(u.Groups), u.PasswordHash, u.Issuer, u.Subject, u.Disabled,
 		normalize(u.CreatedAt), toNullTime(u.LastLogin))
@@ -40,6 +41,7 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("update user: %w", err)
 	}
+	defer s.gen.written()
 	tag, err := s.pool.Exec(ctx, `
 UPDATE users SET username = $2, email = $3, user_groups = $4, password_hash = $5, issuer = $6, subject = $7,
     disabled = $8, created_at = $9, last_login = $10
@@ -139,6 +141,7 @@ func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("put agent: %w", err)
 	}
+	defer s.gen.written()
 	_, err := s.pool.Exec(ctx, `
 INSERT INTO agents (`+agentColumns+`)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
@@ -199,6 +202,7 @@ func (s *Store) SetAgentStatus(ctx context.Context, id, status string) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("set agent status: %w", err)
 	}
+	defer s.gen.written()
 	tag, err := s.pool.Exec(ctx, `UPDATE agents SET status = $2 WHERE id = $1`, id, status)
 	if err := s.onlyOne(tag, err); err != nil {
 		return fmt.Errorf("set agent status %s: %w", id, err)

@@ -21,6 +21,7 @@ func (s *Store) CreateMandate(ctx context.Context, m store.Mandate) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("create mandate: %w", err)
 	}
+	defer s.gen.written()
 	_, err := s.pool.Exec(ctx, `INSERT INTO mandates (`+mandateColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		m.ID, m.User, m.Agent, m.Grants, m.Purpose, normalize(m.CreatedAt), normalize(m.ExpiresAt), m.UsesLeft,
 		toNullTime(m.RevokedAt), m.RevokedBy)
@@ -47,7 +48,9 @@ func (s *Store) GetMandate(ctx context.Context, id string) (store.Mandate, error
 
 // ListMandates implements store.MandateStore. Ties on created_at are broken
 // by id under COLLATE "C", bytewise whatever the database's locale. A
-// filter no record can carry matches nothing, answered before any I/O.
+// filter no record can carry matches nothing, answered before any I/O. The
+// WHERE clause names only the filters given, so the planner sees plain
+// equalities it can serve from an index.
 func (s *Store) ListMandates(ctx context.Context, user, agent string) ([]store.Mandate, error) {
 	if (user != "" && !store.StorableKey(user)) || (agent != "" && !store.StorableKey(agent)) {
 		return []store.Mandate{}, nil
@@ -55,10 +58,9 @@ func (s *Store) ListMandates(ctx context.Context, user, agent string) ([]store.M
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("list mandates: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `
-SELECT `+mandateColumns+` FROM mandates
-WHERE ($1::text = '' OR user_id = $1) AND ($2::text = '' OR agent_id = $2)
-ORDER BY created_at DESC, id COLLATE "C"`, user, agent)
+	where, args := mandateFilter(user, agent)
+	rows, err := s.pool.Query(ctx,
+		`SELECT `+mandateColumns+` FROM mandates`+where+` ORDER BY created_at DESC, id COLLATE "C"`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list mandates: %w", s.mapError(err))
 	}
@@ -82,6 +84,7 @@ func (s *Store) RevokeMandate(ctx context.Context, id, by string, at time.Time) 
 	if err := s.open(); err != nil {
 		return fmt.Errorf("revoke mandate: %w", err)
 	}
+	defer s.gen.written()
 	tag, err := s.pool.Exec(ctx, `
 UPDATE mandates SET
     revoked_by = CASE WHEN revoked_at IS NULL THEN $2 ELSE revoked_by END,
@@ -131,6 +134,21 @@ RETURNING `+mandateColumns, id, at))
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w: expired", store.ErrNotFound)
 	default:
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w: no uses left", store.ErrConflict)
+	}
+}
+
+// mandateFilter is the WHERE clause, empty when both are, that selects
+// the mandates of user to agent, and its arguments.
+func mandateFilter(user, agent string) (string, []any) {
+	switch {
+	case user != "" && agent != "":
+		return ` WHERE user_id = $1 AND agent_id = $2`, []any{user, agent}
+	case user != "":
+		return ` WHERE user_id = $1`, []any{user}
+	case agent != "":
+		return ` WHERE agent_id = $1`, []any{agent}
+	default:
+		return "", nil
 	}
 }
 

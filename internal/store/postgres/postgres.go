@@ -33,10 +33,16 @@ const (
 	integrityClass = "23"
 )
 
-// Store is a store.Store backed by a pgx connection pool.
+// Store is a store.Store backed by a pgx connection pool. Unless the DSN
+// says otherwise the pool keeps a connection until it has been idle for
+// half an hour, and pgx caches each connection's prepared statements, so
+// unlike database/sql it needs no tuning for queries to be parsed once per
+// connection. gen keeps the change generation from a connection of its
+// own, outside the pool.
 type Store struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
+	gen    *generation
 }
 
 // Open connects to the database named by dsn, a URL or keyword/value
@@ -53,12 +59,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	s := &Store{pool: pool}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	return s, nil
+	return &Store{pool: pool, gen: startGeneration(pool, cfg.ConnConfig.Copy())}, nil
 }
 
 // Migrate implements store.Store.
@@ -89,6 +94,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.gen.close()
 	s.pool.Close()
 	return nil
 }

@@ -89,6 +89,35 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openFresh(t) })
 }
 
+// sharedLag bounds how long a change written by one replica may take to
+// reach another's listener; on the machine's PostgreSQL it takes well
+// under a millisecond, so this only absorbs a loaded test machine.
+const sharedLag = time.Second
+
+// TestShared opens one database twice, as two replicas or `mandate serve`
+// and the CLI do.
+func TestShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		a, b := openPair(t)
+		return a, b
+	}, sharedLag)
+}
+
+// openPair opens two stores on one fresh database; the caller closes them.
+func openPair(t *testing.T) (*Store, *Store) {
+	t.Helper()
+	dsn := freshDatabase(t)
+	var ss [2]*Store
+	for i := range ss {
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		ss[i] = s
+	}
+	return ss[0], ss[1]
+}
+
 func TestConcurrentMigrateOnFreshDatabase(t *testing.T) {
 	ctx := t.Context()
 	dsn := freshDatabase(t)

@@ -50,7 +50,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 	if !store.StorableKey(id) {
 		return store.User{}, fmt.Errorf("get user: %w", store.ErrNotFound)
 	}
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 	if err != nil {
 		return store.User{}, fmt.Errorf("get user %s: %w", id, s.mapError(err))
 	}
@@ -75,7 +75,7 @@ func (s *Store) GetUserBySubject(ctx context.Context, issuer, subject string) (s
 	if !store.StorableKey(issuer) || !store.StorableKey(subject) {
 		return store.User{}, fmt.Errorf("get user by subject: %w", store.ErrNotFound)
 	}
-	u, err := scanUser(s.db.QueryRowContext(ctx,
+	u, err := scanUser(s.queryRow(ctx,
 		`SELECT `+userColumns+` FROM users WHERE issuer = ? AND subject = ? AND issuer <> ''`, issuer, subject))
 	if err != nil {
 		return store.User{}, fmt.Errorf("get user by subject: %w", s.mapError(err))
@@ -137,7 +137,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	if !store.StorableKey(id) {
 		return store.Agent{}, fmt.Errorf("get agent: %w", store.ErrNotFound)
 	}
-	a, err := scanAgent(s.db.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = ?`, id))
+	a, err := scanAgent(s.queryRow(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = ?`, id))
 	if err != nil {
 		return store.Agent{}, fmt.Errorf("get agent %s: %w", id, s.mapError(err))
 	}

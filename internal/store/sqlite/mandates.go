@@ -32,7 +32,7 @@ func (s *Store) GetMandate(ctx context.Context, id string) (store.Mandate, error
 	if !store.StorableKey(id) {
 		return store.Mandate{}, fmt.Errorf("get mandate: %w", store.ErrNotFound)
 	}
-	m, err := scanMandate(s.db.QueryRowContext(ctx, `SELECT `+mandateColumns+` FROM mandates WHERE id = ?`, id))
+	m, err := scanMandate(s.queryRow(ctx, `SELECT `+mandateColumns+` FROM mandates WHERE id = ?`, id))
 	if err != nil {
 		return store.Mandate{}, fmt.Errorf("get mandate %s: %w", id, s.mapError(err))
 	}
@@ -40,15 +40,20 @@ func (s *Store) GetMandate(ctx context.Context, id string) (store.Mandate, error
 }
 
 // ListMandates implements store.MandateStore. A filter no record can carry
-// matches nothing, answered before any I/O.
+// matches nothing, answered before any I/O. The WHERE clause names only
+// the filters given: a condition that may or may not apply (an empty user
+// OR the user's id) keeps SQLite from using an index and has it scan every
+// mandate.
 func (s *Store) ListMandates(ctx context.Context, user, agent string) ([]store.Mandate, error) {
 	if (user != "" && !store.StorableKey(user)) || (agent != "" && !store.StorableKey(agent)) {
 		return []store.Mandate{}, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `
-SELECT `+mandateColumns+` FROM mandates
-WHERE (? = '' OR user_id = ?) AND (? = '' OR agent_id = ?)
-ORDER BY created_at_us DESC, id`, user, user, agent, agent)
+	query, args := listMandatesQuery(user, agent)
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("list mandates: %w", s.mapError(err))
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list mandates: %w", s.mapError(err))
 	}
@@ -97,7 +102,7 @@ func (s *Store) ConsumeMandateUse(ctx context.Context, id string, now time.Time)
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w", store.ErrNotFound)
 	}
 	us := toMicros(now)
-	m, err := scanMandate(s.db.QueryRowContext(ctx, `
+	m, err := scanMandate(s.queryRow(ctx, `
 UPDATE mandates SET uses_left = CASE WHEN uses_left > 0 THEN uses_left - 1 ELSE uses_left END
 WHERE id = ? AND revoked_at_us IS NULL AND expires_at_us > ? AND uses_left <> 0
 RETURNING `+mandateColumns, id, us))
@@ -120,6 +125,22 @@ RETURNING `+mandateColumns, id, us))
 	default:
 		return store.Mandate{}, fmt.Errorf("consume mandate use: %w: no uses left", store.ErrConflict)
 	}
+}
+
+// listMandatesQuery is ListMandates' query for the filters given, an
+// empty one matching any, and its arguments.
+func listMandatesQuery(user, agent string) (string, []any) {
+	var where string
+	var args []any
+	switch {
+	case user != "" && agent != "":
+		where, args = ` WHERE user_id = ? AND agent_id = ?`, []any{user, agent}
+	case user != "":
+		where, args = ` WHERE user_id = ?`, []any{user}
+	case agent != "":
+		where, args = ` WHERE agent_id = ?`, []any{agent}
+	}
+	return `SELECT ` + mandateColumns + ` FROM mandates` + where + ` ORDER BY created_at_us DESC, id`, args
 }
 
 func scanMandate(r row) (store.Mandate, error) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,10 +30,20 @@ var _ store.Store = (*Store)(nil)
 // means something is wrong rather than merely busy.
 const busyTimeout = 5 * time.Second
 
+// idleConns is how many connections the pool keeps open between uses. A
+// new connection costs its pragmas, a read of the schema and a fresh parse
+// of every prepared statement, so the pool keeps enough for the requests a
+// busy gateway serves at once rather than database/sql's default of two.
+// More may be open at a time; those beyond it are closed when returned.
+const idleConns = 32
+
 // Store is a store.Store backed by one SQLite database.
 type Store struct {
 	db     *sql.DB
 	closed atomic.Bool
+	// stmts maps the text of each query run through prepared to its
+	// *sql.Stmt.
+	stmts sync.Map
 }
 
 // Open opens, creating it if needed, the SQLite database at path. The special
@@ -67,6 +78,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.SetMaxIdleConns(1)
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
+	} else {
+		db.SetMaxIdleConns(idleConns)
 	}
 	s := &Store{db: db}
 	if err := s.Ping(ctx); err != nil {
@@ -102,8 +115,48 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	return s.db.Close()
+	var errs []error
+	s.stmts.Range(func(_, st any) bool {
+		errs = append(errs, st.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(append(errs, s.db.Close())...)
 }
+
+// prepared returns query prepared, preparing it on first use. The queries
+// of the request path go through it: SQLite then parses each once per
+// connection instead of on every call, where parsing cost more than
+// running them. It prepares lazily because a statement naming a table
+// Migrate has yet to create cannot be prepared.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// queryRow runs query, prepared, for at most one row. A failure to
+// prepare is reported by the row's Scan, as database/sql does.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) row {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// errRow is a row whose Scan fails with err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // RecordHealth implements store.HealthStore.
 func (s *Store) RecordHealth(ctx context.Context, ev store.HealthEvent) error {

@@ -31,6 +31,24 @@ func TestConformanceMemory(t *testing.T) {
 	})
 }
 
+// TestShared opens one file twice, as `mandate serve` and the CLI do. The
+// lag is zero: a revocation the CLI commits counts on the gateway's next
+// request.
+func TestShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "mandate.db")
+		var ss [2]store.Store
+		for i := range ss {
+			s, err := sqlite.Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			ss[i] = s
+		}
+		return ss[0], ss[1]
+	}, 0)
+}
+
 func TestOpenRejectsBadPaths(t *testing.T) {
 	tests := []struct {
 		name string

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	runMandates(t, open)
 	runApprovals(t, open)
 	runAudit(t, open)
+	runChanges(t, open)
 }
 
 // storeTest is one conformance test: it gets a fresh, migrated store.
