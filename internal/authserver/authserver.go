@@ -154,6 +154,10 @@ type Options struct {
 	// federated login, and their email and groups follow the provider's at
 	// every login. Nil means local accounts only.
 	Federation *federation.Provider
+	// Events, if set, hears of sign-ins and of agents stored for the first
+	// time, for the audit log; see Events for what its errors refuse. Nil
+	// tells nobody.
+	Events Events
 	// Log receives the server's own diagnostics (default: discarded).
 	// zitadel/oidc logs through slog's default logger regardless.
 	Log *slog.Logger

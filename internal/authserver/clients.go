@@ -87,8 +87,9 @@ func (s *Server) resolveURLClient(ctx context.Context, id string) (store.Agent, 
 		a.CreatedAt = s.now()
 	}
 	old, err := s.store.GetAgent(ctx, id)
+	known := err == nil
 	switch {
-	case err == nil:
+	case known:
 		a.Status, a.Owner, a.TrustLevel = old.Status, old.Owner, old.TrustLevel
 		a.CreatedAt, a.FirstSeen, a.LastSeen = old.CreatedAt, old.FirstSeen, old.LastSeen
 	case !errors.Is(err, store.ErrNotFound):
@@ -96,6 +97,11 @@ func (s *Server) resolveURLClient(ctx context.Context, id string) (store.Agent, 
 	}
 	if err := s.store.PutAgent(ctx, a); err != nil {
 		return store.Agent{}, fmt.Errorf("persist resolved agent: %w", err)
+	}
+	if !known {
+		if err := s.agentRegistered(ctx, a); err != nil {
+			return store.Agent{}, fmt.Errorf("record resolved agent: %w", err)
+		}
 	}
 	return a, nil
 }

@@ -101,6 +101,7 @@ func (s *Server) handleFederatedCallback(w http.ResponseWriter, r *http.Request)
 	ident, resume, err := s.opts.Federation.FinishLogin(w, r)
 	if err != nil {
 		s.log.Warn("authserver: federated login failed", "err", err)
+		_ = s.loginEvent(ctx, Login{Method: LoginFederated, Remote: remoteAddr(r)})
 		if errors.Is(err, federation.ErrLoginState) {
 			s.errorPage(w, http.StatusBadRequest, staleLinkTitle, staleLinkMessage)
 			return
@@ -117,11 +118,16 @@ func (s *Server) handleFederatedCallback(w http.ResponseWriter, r *http.Request)
 	switch {
 	case errors.Is(err, errUserDisabled):
 		s.log.Warn("authserver: disabled user refused", "user", u.ID, "issuer", ident.Issuer)
+		_ = s.loginEvent(ctx, Login{Method: LoginFederated, User: u, Issuer: ident.Issuer, Remote: remoteAddr(r)})
 		s.errorPage(w, http.StatusForbidden, federationFailedTitle, "Your account is disabled in Mandate. Ask your administrator.")
 		return
 	case err != nil:
 		s.log.Error("authserver: federated user", "issuer", ident.Issuer, "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		return
+	}
+	if err := s.loginEvent(ctx, Login{OK: true, Method: LoginFederated, User: u, Issuer: ident.Issuer, Remote: remoteAddr(r)}); err != nil {
+		s.errorPage(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Mandate could not record the sign-in. Try again later.")
 		return
 	}
 	if err := s.bindUser(ctx, ar, u); err != nil {

@@ -353,9 +353,14 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	username := r.PostForm.Get("username")
 	u, ok := s.authenticate(ctx, username, r.PostForm.Get("password"))
 	if !ok {
+		_ = s.loginEvent(ctx, Login{Method: LoginPassword, Username: username, Remote: remoteAddr(r)})
 		s.showLogin(w, r, http.StatusUnauthorized, loginPage{
 			ID: id, ClientName: displayName(a), Username: username, Error: "Wrong username or password.",
 		})
+		return
+	}
+	if err := s.loginEvent(ctx, Login{OK: true, Method: LoginPassword, User: u, Username: username, Remote: remoteAddr(r)}); err != nil {
+		s.errorPage(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Mandate could not record the sign-in. Try again later.")
 		return
 	}
 	if err := s.bindUser(ctx, ar, u); err != nil {

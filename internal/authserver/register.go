@@ -122,6 +122,12 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeRegError(w, &regError{http.StatusInternalServerError, "server_error", "internal error"})
 		return
 	}
+	if err := s.agentRegistered(r.Context(), a); err != nil {
+		// The agent is stored but its client learns no id or secret, so
+		// it cannot act: an unrecorded registration is no registration.
+		writeRegError(w, &regError{http.StatusInternalServerError, "server_error", "internal error"})
+		return
+	}
 	s.log.Info("authserver: agent registered", "client_id", a.ID, "name", a.Name, "auth_method", a.AuthMethod,
 		"remote", remoteAddr(r))
 	w.Header().Set("Content-Type", "application/json")

@@ -69,14 +69,20 @@ func (s *Server) RegisterClients(ctx context.Context, clients []ConfigClient) er
 			}
 		}
 		old, err := s.store.GetAgent(ctx, c.ID)
+		known := err == nil
 		switch {
-		case err == nil:
+		case known:
 			a.Status, a.CreatedAt, a.FirstSeen, a.LastSeen = old.Status, old.CreatedAt, old.FirstSeen, old.LastSeen
 		case !errors.Is(err, store.ErrNotFound):
 			return fmt.Errorf("register client %s: %w", c.ID, err)
 		}
 		if err := s.store.PutAgent(ctx, a); err != nil {
 			return fmt.Errorf("register client %s: %w", c.ID, err)
+		}
+		if !known {
+			if err := s.agentRegistered(ctx, a); err != nil {
+				return fmt.Errorf("register client %s: %w", c.ID, err)
+			}
 		}
 	}
 	return nil

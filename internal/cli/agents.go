@@ -8,6 +8,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/mandate-mcp/mandate/internal/audit"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/web"
 )
@@ -91,6 +92,13 @@ func agentsSetStatus(ctx context.Context, verb, status string, args []string, st
 		return err
 	}
 	defer st.Close()
+	before, err := st.GetAgent(ctx, pos[0])
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no agent %q", pos[0])
+	}
+	if err != nil {
+		return fmt.Errorf("find agent %q: %w", pos[0], err)
+	}
 	err = st.SetAgentStatus(ctx, pos[0], status)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no agent %q", pos[0])
@@ -99,5 +107,13 @@ func agentsSetStatus(ctx context.Context, verb, status string, args []string, st
 		return fmt.Errorf("%s agent %q: %w", verb, pos[0], err)
 	}
 	fmt.Fprintf(stdout, "agent %s: %s\n", pos[0], status)
-	return nil
+	event := audit.EventAgentResumed
+	if status == store.AgentSuspended {
+		event = audit.EventAgentSuspended
+	}
+	after := before
+	after.Status = status
+	rec := agentRecord(event, after, actorCLI)
+	rec.Detail["from"] = before.Status
+	return st.record(ctx, rec)
 }

@@ -121,8 +121,8 @@ func approvalsDecide(ctx context.Context, verb string, approve bool, args []stri
 	if approve {
 		fmt.Fprintf(stdout, "approval %s: approved by %s; agent %s may call %s/%s once with these arguments until %s\n",
 			a.ID, cell(a.DecidedBy), cell(a.Agent), cell(a.Upstream), cell(a.Tool), formatTime(a.ExpiresAt))
-		return nil
+	} else {
+		fmt.Fprintf(stdout, "approval %s: denied by %s\n", a.ID, cell(a.DecidedBy))
 	}
-	fmt.Fprintf(stdout, "approval %s: denied by %s\n", a.ID, cell(a.DecidedBy))
-	return nil
+	return st.record(ctx, approvalRecord(approvalEvent(a), a, a.DecidedBy))
 }

@@ -72,7 +72,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 			servers = append(servers, is.Issuer)
 		}
 	default:
-		as, err := embeddedServer(ctx, cfg, st, log)
+		as, err := embeddedServer(ctx, cfg, st, deps.audit, log)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +101,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 		Verify:              verifier.Verify,
 		ResourceMetadataURL: metaURL,
 		Scopes:              authn.BaselineScopes(),
-		AgentGate:           agentGate(st, registerExternal, localIssuer, log),
+		AgentGate:           agentGate(st, registerExternal, localIssuer, deps.audit.agentRegistered, log),
 		Log:                 log,
 	}
 	if parts.front.Mount == nil {
@@ -124,12 +124,13 @@ func setupAuth(ctx context.Context, cfg *config.Config, st store.Store, log *slo
 
 // embeddedServer builds the embedded authorization server from the config
 // and registers the configured agents.
-func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*authserver.Server, error) {
+func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, aud *auditTrail, log *slog.Logger) (*authserver.Server, error) {
 	sealer, err := authserver.NewFileSealer(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("open key file: %w", err)
 	}
 	o := authserver.Options{
+		Events: aud.authEvents(),
 		Issuer: cfg.Auth.PublicURL, Resource: cfg.ResourceURL(), Store: st,
 		AccessTTL: cfg.Auth.AccessTokenTTL, RefreshTTL: cfg.Auth.RefreshTokenTTL, KeyRotation: cfg.Auth.KeyRotation,
 		Sealer:               sealer,
@@ -203,11 +204,20 @@ func adminAPI(opts authn.Options, st store.Store, deps pageDeps, localIssuer str
 	opts.Scopes = []string{web.ScopeAdmin}
 	api := web.NewAdminAPI(web.AdminOptions{
 		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: deps.mandates, Approvals: deps.approvalService(st, log),
+		RecordChange: deps.audit.recordChange,
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},
 	})
 	return authn.Require(opts)(api)
+}
+
+// registerEvent reports a first-sight registration to record, if any.
+func registerEvent(ctx context.Context, record func(context.Context, store.Agent) error, a store.Agent) error {
+	if record == nil {
+		return nil
+	}
+	return record(ctx, a)
 }
 
 // pageDeps is what the consent pages need of the running gateway.
@@ -218,6 +228,9 @@ type pageDeps struct {
 	// same store, which decides exactly as the gateway's would: approvals
 	// live in the store, and deciding one reads no other state.
 	approvals *consent.Approvals
+	// audit records logins, agent registrations and admin-API changes;
+	// nil when audit is off.
+	audit *auditTrail
 }
 
 // approvalService is the approval service the pages and the admin API
@@ -313,7 +326,7 @@ func discoverJWKS(ctx context.Context, issuer string) (string, error) {
 // gate reads the records; when they cannot be read, it refuses.
 // First/last-seen times are written at most once a minute per agent; they
 // leave the generation alone.
-func agentGate(st store.Store, registerExternal bool, local string, log *slog.Logger) func(context.Context, *identity.Principal) error {
+func agentGate(st store.Store, registerExternal bool, local string, registered func(context.Context, store.Agent) error, log *slog.Logger) func(context.Context, *identity.Principal) error {
 	var mu sync.Mutex
 	touched := map[string]time.Time{}
 	cache := gencache.New[gateKey, gateRecords](st, gateCacheSize)
@@ -331,6 +344,11 @@ func agentGate(st store.Store, registerExternal bool, local string, log *slog.Lo
 				TrustLevel: identity.TrustStandard, Status: store.AgentActive, AuthMethod: "none", CreatedAt: now}
 			if err := st.PutAgent(ctx, a); err != nil {
 				return fmt.Errorf("%w: register agent: %v", authn.ErrUnavailable, err)
+			}
+			// An agent the audit log does not know of acts unrecorded:
+			// refuse it until its registration is on record.
+			if err := registerEvent(ctx, registered, a); err != nil {
+				return fmt.Errorf("%w: record agent registration: %v", authn.ErrUnavailable, err)
 			}
 			log.Info("agent registered on first sight", "agent", p.Agent, "issuer", p.Issuer)
 		case !r.agentFound:

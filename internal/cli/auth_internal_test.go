@@ -32,8 +32,8 @@ func TestAgentGateTrustLevel(t *testing.T) {
 		}
 	}
 	log := slog.New(slog.DiscardHandler)
-	local := agentGate(st, false, "https://mandate.example", log)
-	external := agentGate(st, true, "", log)
+	local := agentGate(st, false, "https://mandate.example", nil, log)
+	external := agentGate(st, true, "", nil, log)
 
 	tests := []struct {
 		name    string
@@ -104,7 +104,7 @@ func TestAgentGateSeesOtherWriters(t *testing.T) {
 	if err := cli.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	gate := agentGate(served, false, local, slog.New(slog.DiscardHandler))
+	gate := agentGate(served, false, local, nil, slog.New(slog.DiscardHandler))
 	call := func() error {
 		return gate(ctx, &identity.Principal{Issuer: local, User: "u-alice", Agent: "bot",
 			Method: identity.MethodAuthorizationCode})
@@ -165,7 +165,7 @@ func TestAgentGateCacheFailsSafe(t *testing.T) {
 		TrustLevel: identity.TrustStandard, Status: store.AgentActive, AuthMethod: "none", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	gate := agentGate(st, false, "https://mandate.example", slog.New(slog.DiscardHandler))
+	gate := agentGate(st, false, "https://mandate.example", nil, slog.New(slog.DiscardHandler))
 	call := func() error {
 		return gate(ctx, &identity.Principal{Issuer: "https://idp.example", Agent: "bot",
 			Method: identity.MethodClientCredentials})

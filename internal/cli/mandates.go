@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mandate-mcp/mandate/internal/audit"
 	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/web"
@@ -232,7 +233,7 @@ func mandatesGrant(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "granted mandate %s: user %s, agent %s, expires %s, uses %s\n",
 		m.ID, u.Username, m.Agent, formatTime(m.ExpiresAt), usesLeft(m.UsesLeft))
-	return nil
+	return st.record(ctx, mandateRecord(audit.EventMandateGranted, m, actorCLI))
 }
 
 func mandatesRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -259,7 +260,10 @@ func mandatesRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 		verb = "already revoked"
 	}
 	fmt.Fprintf(stdout, "mandate %s: %s by %s at %s\n", m.ID, verb, cell(m.RevokedBy), formatTime(m.RevokedAt))
-	return nil
+	if verb != "revoked" {
+		return nil // nothing changed
+	}
+	return st.record(ctx, mandateRecord(audit.EventMandateRevoked, m, by))
 }
 
 // findUser returns the user called username.

@@ -27,7 +27,15 @@ const policyReload = 2 * time.Second
 // decider is wrapped in a policy.Shadow whose candidate is that second
 // Cedar directory, reloaded the same way, so its differences are logged
 // while the live decider alone answers. Background reloads stop with ctx.
-func policyDecider(ctx context.Context, cfg *config.Config, stdioEntry bool, log *slog.Logger) (gateway.PolicyDecider, error) {
+// report, if set, gives the reporter of each directory's reloads, by role
+// ("live", "shadow"), for the audit log.
+func policyDecider(ctx context.Context, cfg *config.Config, stdioEntry bool, log *slog.Logger, report func(role string) policyReport) (gateway.PolicyDecider, error) {
+	reporter := func(role string) policyReport {
+		if report == nil {
+			return nil
+		}
+		return report(role)
+	}
 	var live gateway.PolicyDecider
 	if a := cfg.Policy.AuthZEN; a != nil {
 		c, err := authzen.New(a.URL, &authzen.Options{Timeout: a.Timeout, Headers: a.Headers})
@@ -46,7 +54,7 @@ func policyDecider(ctx context.Context, cfg *config.Config, stdioEntry bool, log
 			return nil, err
 		}
 		if dir := cfg.PolicyDir(); dir != "" {
-			go watchPolicies(ctx, dir, engine, policyReload, log)
+			go watchPolicies(ctx, dir, engine, policyReload, log, reporter("live"))
 		}
 		live = engine
 	}
@@ -63,7 +71,7 @@ func policyDecider(ctx context.Context, cfg *config.Config, stdioEntry bool, log
 		return nil, fmt.Errorf("shadow %w", policyError(problems))
 	}
 	shadow := policy.NewEngine(snap)
-	go watchPolicies(ctx, dir, shadow, policyReload, log.With("policy", "shadow"))
+	go watchPolicies(ctx, dir, shadow, policyReload, log.With("policy", "shadow"), reporter("shadow"))
 	log.Info("policy shadow on: differences are logged, answers are unchanged", "shadow_dir", dir, "version", snap.Version())
 	return policy.NewShadow(live, shadow, log), nil
 }
@@ -131,10 +139,15 @@ func readPolicyDir(dir string) (map[string][]byte, [32]byte, error) {
 	return files, sum, nil
 }
 
+// policyReport hears what watchPolicies did with a changed policy
+// directory: the version it swapped in, or, with problems, the set it
+// refused and the version that keeps serving.
+type policyReport func(dir, version string, problems []string)
+
 // watchPolicies re-reads the policy directory every interval and swaps in
 // a new set when the files changed and compile; a set with problems is
-// reported and the old one keeps serving.
-func watchPolicies(ctx context.Context, dir string, e *policy.Engine, interval time.Duration, log *slog.Logger) {
+// reported and the old one keeps serving. report, if set, hears of both.
+func watchPolicies(ctx context.Context, dir string, e *policy.Engine, interval time.Duration, log *slog.Logger, report policyReport) {
 	_, last, _ := readPolicyDir(dir)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -154,8 +167,21 @@ func watchPolicies(ctx context.Context, dir string, e *policy.Engine, interval t
 		last = sum
 		if problems, err := e.Reload(files); err != nil {
 			log.Error("new policy does not compile; keeping the current policy", "err", policyError(problems))
+			if report != nil {
+				msgs := make([]string, 0, max(len(problems), 1))
+				for _, p := range problems {
+					msgs = append(msgs, fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Column, p.Message))
+				}
+				if len(msgs) == 0 {
+					msgs = append(msgs, err.Error())
+				}
+				report(dir, e.Snapshot().Version(), msgs)
+			}
 			continue
 		}
 		log.Info("policy reloaded", "version", e.Snapshot().Version())
+		if report != nil {
+			report(dir, e.Snapshot().Version(), nil)
+		}
 	}
 }

@@ -42,6 +42,9 @@ type runtime struct {
 	// approvals page, the admin API and the CLI decide through the store
 	// it reads.
 	approvals *consent.Approvals
+	// audit is the audit log every decision, outcome and administrative
+	// change of this process goes to; nil when audit.enabled is false.
+	audit *auditTrail
 }
 
 // clientCapabilities is what Mandate declares to upstreams: everything it can
@@ -91,16 +94,47 @@ func (c catalogRecorder) RecordCatalog(ctx context.Context, id, kind string, bod
 	return err
 }
 
+// build wires one gateway for cfg. The audit log opens first, after the
+// store it writes to, so that everything after it — the configuration
+// taking effect with its policy, policy reloads, mandates, approvals,
+// every request — is recorded; a log that cannot record the configuration
+// at start refuses to start, as it would refuse every request.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry bool) (*runtime, error) {
-	decider, err := policyDecider(ctx, cfg, stdioEntry, log)
-	if err != nil {
-		return nil, err
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{cfg: cfg, log: log, store: st, mandates: consent.New(st, nil, nil)}
+	aud, err := openAudit(ctx, cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	fail := func(err error) (*runtime, error) {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventWait)
+		defer cancel()
+		if cerr := aud.close(closeCtx); cerr != nil {
+			log.Warn("close audit log", "err", cerr)
+		}
+		st.Close()
+		return nil, err
+	}
+	decider, err := policyDecider(ctx, cfg, stdioEntry, log, aud.policyReporter)
+	if err != nil {
+		return fail(err)
+	}
+	entry := "serve"
+	if stdioEntry {
+		entry = "stdio"
+	}
+	rec, err := configRecord(cfg, entry)
+	if err != nil {
+		return fail(err)
+	}
+	rec.PolicyVersion = deciderVersion(decider)
+	if err := aud.admin(ctx, rec); err != nil {
+		return fail(fmt.Errorf("audit log: record the configuration: %w", err))
+	}
+	rt := &runtime{cfg: cfg, log: log, store: st, audit: aud, mandates: consent.New(st, aud.mandateEvents(), nil)}
 	specs := make([]gateway.UpstreamSpec, 0, len(cfg.Upstreams))
 	for _, uc := range cfg.Upstreams {
 		o := upstream.Options{
@@ -127,12 +161,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	}
 	rt.approvals = consent.NewApprovals(st, &consent.ApprovalOptions{
 		Log: log, ApproveURL: approveURL(cfg, stdioEntry), Timeout: cfg.Policy.ApprovalTimeout,
-		WebhookURL: cfg.Policy.ApprovalWebhook,
+		WebhookURL: cfg.Policy.ApprovalWebhook, Events: aud.approvalEvents(),
 	})
 	stateKey, err := requestStateKey(cfg, stdioEntry)
 	if err != nil {
-		st.Close()
-		return nil, err
+		return fail(err)
 	}
 	rt.gw = gateway.New(gateway.Options{
 		Upstreams: specs, Separator: cfg.Separator, Name: "mandate", Version: Version,
@@ -141,6 +174,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 		RequestStateKey: stateKey,
 		ApprovalWait:    cfg.Policy.ApprovalWaitOrDefault(),
 		AllowUnlisted:   !cfg.ListingRequired(stdioEntry),
+		Audit:           aud.auditor(), SessionDigest: aud.sessionDigest(),
 		ConsentURL: func() string {
 			if cfg.Auth.Mode == config.AuthEmbedded && !stdioEntry {
 				return cfg.Auth.PublicURL + "/consent"
@@ -201,12 +235,17 @@ func healthRecorder(st store.HealthStore, id string, log *slog.Logger) func(stat
 	}
 }
 
-// close stops the upstreams (children get stdin closed, SIGTERM, SIGKILL)
-// and the store.
+// close stops the upstreams (children get stdin closed, SIGTERM, SIGKILL),
+// signs the audit log's final checkpoint and closes the store.
 func (rt *runtime) close() {
 	rt.gw.Close()
 	for _, u := range rt.ups {
 		u.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+	defer cancel()
+	if err := rt.audit.close(ctx); err != nil {
+		rt.log.Error("audit log not closed cleanly: its last records are not signed", "err", err)
 	}
 	if err := rt.store.Close(); err != nil {
 		rt.log.Warn("close store", "err", err)
@@ -253,7 +292,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer rt.close()
-	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr, pageDeps{gw: rt.gw, mandates: rt.mandates, approvals: rt.approvals})
+	auth, err := setupAuth(ctx, cfg, rt.store, log, stderr, pageDeps{gw: rt.gw, mandates: rt.mandates, approvals: rt.approvals, audit: rt.audit})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("auth: %w", err)

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/audit"
+	"github.com/mandate-mcp/mandate/internal/config"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/users"
 )
@@ -85,7 +88,7 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	fmt.Fprintf(stdout, "added user %s (id %s)\n", u.Username, u.ID)
-	return nil
+	return st.record(ctx, userRecord(eventUserAdded, u, "", ""))
 }
 
 func usersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -124,6 +127,7 @@ func usersSetDisabled(ctx context.Context, verb string, disabled bool, args []st
 	if err != nil {
 		return fmt.Errorf("find user %q: %w", pos[0], err)
 	}
+	was := u.Disabled
 	if u.Disabled != disabled {
 		u.Disabled = disabled
 		if err := st.UpdateUser(ctx, u); err != nil {
@@ -131,7 +135,32 @@ func usersSetDisabled(ctx context.Context, verb string, disabled bool, args []st
 		}
 	}
 	fmt.Fprintf(stdout, "user %s: %sd\n", u.Username, verb)
-	return nil
+	event := eventUserEnabled
+	if disabled {
+		event = eventUserDisabled
+	}
+	return st.record(ctx, userRecord(event, u, userState(was), userState(disabled)))
+}
+
+// userRecord is the event of a change to account u; from and to are its
+// states before and after, when it was enabled or disabled.
+func userRecord(event string, u store.User, from, to string) audit.Record {
+	detail := map[string]any{"username": u.Username}
+	if from != "" {
+		detail["from"], detail["to"] = from, to
+	}
+	if len(u.Groups) > 0 {
+		detail["groups"] = u.Groups
+	}
+	return audit.Record{Kind: audit.KindAdmin, Event: event, Target: u.ID, User: u.ID, Detail: detail}
+}
+
+// userState names whether an account may sign in.
+func userState(disabled bool) string {
+	if disabled {
+		return "disabled"
+	}
+	return "enabled"
 }
 
 // readPassword returns the one line of the file at path or, when path is
@@ -230,7 +259,7 @@ func (c adminCommand) parse(args []string, stderr io.Writer) (*commonFlags, []st
 
 // open parses args and opens the configured store, which the caller
 // closes; changes says whether the command writes to it.
-func (c adminCommand) open(ctx context.Context, args []string, stderr io.Writer, changes bool) (store.Store, []string, error) {
+func (c adminCommand) open(ctx context.Context, args []string, stderr io.Writer, changes bool) (*adminStore, []string, error) {
 	f, pos, err := c.parse(args, stderr)
 	if err != nil {
 		return nil, nil, err
@@ -245,7 +274,7 @@ func (c adminCommand) open(ctx context.Context, args []string, stderr io.Writer,
 // openAdminStore loads the configuration and opens its store. A command
 // that changes something refuses the memory store, where the change would
 // vanish as the command exits while looking like it worked.
-func (f *commonFlags) openAdminStore(ctx context.Context, changes bool) (store.Store, error) {
+func (f *commonFlags) openAdminStore(ctx context.Context, changes bool) (*adminStore, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return nil, err
@@ -253,7 +282,45 @@ func (f *commonFlags) openAdminStore(ctx context.Context, changes bool) (store.S
 	if changes && cfg.Store.Driver == "memory" {
 		return nil, errors.New("store.driver is memory: a change would be lost when this command exits")
 	}
-	return openStore(ctx, cfg)
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &adminStore{Store: st, cfg: cfg}, nil
+}
+
+// adminStore is the store an administrative command opened, with the
+// configuration it came from, so that a change can be recorded in the
+// audit log of the same data directory.
+type adminStore struct {
+	store.Store
+	cfg *config.Config
+}
+
+// record appends the administrative event of a change the command has
+// made to the audit log the gateway writes: the same data directory's
+// chain in the same store, which serializes the two writers' appends. It
+// is called only once the change succeeded, and its failure is the
+// command's, so the operator learns the change stands unrecorded.
+func (s *adminStore) record(ctx context.Context, rec audit.Record) error {
+	if !s.cfg.Audit.On() {
+		return nil
+	}
+	if rec.Actor == "" {
+		rec.Actor = actorCLI
+	}
+	a, err := openAudit(ctx, s.cfg, s.Store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnrecorded, err)
+	}
+	err = a.admin(ctx, rec)
+	if cerr := a.close(ctx); err == nil && cerr != nil {
+		return fmt.Errorf("the change was made and recorded, but the audit log could not be signed: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnrecorded, err)
+	}
+	return nil
 }
 
 // stringList is a flag that may be repeated.

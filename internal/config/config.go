@@ -53,6 +53,8 @@ type Config struct {
 	// Policy configures authorization (default: the built-in policy for the
 	// auth mode).
 	Policy Policy `yaml:"policy"`
+	// Audit configures the audit log (default: on, in the store).
+	Audit Audit `yaml:"audit"`
 	// Upstreams are the MCP servers Mandate fronts, in a stable order.
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -178,6 +180,57 @@ func (c *Config) PolicyShadowDir() string {
 		return d
 	}
 	return filepath.Join(filepath.Dir(c.Source), d)
+}
+
+// DefaultCheckpointInterval is Audit.CheckpointInterval when unset.
+const DefaultCheckpointInterval = 30 * time.Second
+
+// Audit configures the audit log: a hash chain of every decision, outcome
+// and administrative change, kept in the store and signed at checkpoints
+// with a key in DataDir/audit.
+type Audit struct {
+	// Enabled records every decision before it takes effect and every
+	// outcome before it reaches the client; a record that cannot be written
+	// refuses the request. Default true, also with `auth: none` and for
+	// `mandate stdio`, since a local operator wants a trail too. false
+	// records nothing.
+	Enabled *bool `yaml:"enabled"`
+	// File, if set, is a JSON-lines copy of every record and checkpoint,
+	// relative to the config file, synced with each batch. A copy outside
+	// the database still proves a truncation of it. Empty means none.
+	File string `yaml:"file"`
+	// CheckpointInterval is how often the chain's head is signed while
+	// records are written; the head is also signed at shutdown. Default
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Redact adds redaction rules to the built-in ones, which always
+	// apply.
+	Redact AuditRedact `yaml:"redact"`
+}
+
+// AuditRedact lists regular expressions (RE2 syntax) whose matches never
+// reach an audit record.
+type AuditRedact struct {
+	// Keys match argument and detail names, case-insensitively, anywhere
+	// in the name and at any depth; a match replaces the whole value.
+	Keys []string `yaml:"keys"`
+	// Values match string values and free text (intent, errors); a match
+	// replaces the string in arguments and the matched text elsewhere.
+	Values []string `yaml:"values"`
+}
+
+// On reports whether the audit log is enabled; a Config built in code
+// without a say is audited.
+func (a Audit) On() bool { return a.Enabled == nil || *a.Enabled }
+
+// AuditFile is Audit.File resolved against the config file's directory,
+// like PolicyDir; "" when no file is configured.
+func (c *Config) AuditFile() string {
+	f := c.Audit.File
+	if f == "" || filepath.IsAbs(f) || c.Source == "" {
+		return f
+	}
+	return filepath.Join(filepath.Dir(c.Source), f)
 }
 
 // DefaultAuthZENTimeout bounds one exchange with an AuthZEN PDP when

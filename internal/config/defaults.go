@@ -39,6 +39,12 @@ func (c *Config) ApplyDefaults() {
 	if c.HTTP.MaxSessionsPerClient == 0 {
 		c.HTTP.MaxSessionsPerClient = DefaultMaxClientSess
 	}
+	if c.Audit.Enabled == nil {
+		c.Audit.Enabled = new(true)
+	}
+	if c.Audit.CheckpointInterval == 0 {
+		c.Audit.CheckpointInterval = DefaultCheckpointInterval
+	}
 	if a := c.Policy.AuthZEN; a != nil && a.Timeout == 0 {
 		a.Timeout = DefaultAuthZENTimeout
 	}

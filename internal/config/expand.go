@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // redactedValue replaces secrets in Redacted copies.
@@ -280,6 +284,7 @@ func (c *Config) Redacted() *Config {
 	}
 	r.Auth = c.Auth.redacted(c.src)
 	r.Policy = c.Policy.redacted(c.src)
+	r.Audit = c.Audit.redacted()
 	r.Upstreams = nil
 	if c.Upstreams != nil {
 		r.Upstreams = make([]Upstream, len(c.Upstreams))
@@ -307,6 +312,15 @@ func (p Policy) redacted(o *origin) Policy {
 		c.Headers = redactValues(a.Headers)
 		r.AuthZEN = &c
 	}
+	return r
+}
+
+// redacted copies a deeply; it holds no secrets to hide.
+func (a Audit) redacted() Audit {
+	r := a
+	r.Enabled = clonePtr(a.Enabled)
+	r.Redact.Keys = slices.Clone(a.Redact.Keys)
+	r.Redact.Values = slices.Clone(a.Redact.Values)
 	return r
 }
 
@@ -422,4 +436,17 @@ func redactValues(m map[string]string) map[string]string {
 		r[k] = redactedValue
 	}
 	return r
+}
+
+// Fingerprint returns the hex SHA-256 of the redacted configuration as
+// YAML. The audit log records it at start, so a record can be tied to the
+// configuration that was in force without the log holding its secrets; a
+// change of a secret alone therefore leaves the fingerprint as it was.
+func (c *Config) Fingerprint() (string, error) {
+	b, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return "", fmt.Errorf("fingerprint config: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -18,7 +18,8 @@ const checkHeader = `# Golden report for testdata/bad.yaml: every problem of a b
 # Guards against stopping at the first problem, lost positions, and a
 # secret from ${env:...} leaking into a message, from an upstream, from the
 # auth section (a client's redirect URI, an unset client secret) or from
-# policy.authzen (its URL, an unset header).
+# policy.authzen (its URL, an unset header). Also guards against an audit
+# redaction rule that does not compile reaching the audit log at start.
 # Refresh with -update.
 `
 

@@ -40,9 +40,15 @@ func defaults(ups ...Upstream) *Config {
 			MaxSessionsPerClient: DefaultMaxClientSess,
 		},
 		Auth:      defaultAuth(DefaultListen),
+		Audit:     defaultAudit(),
 		Upstreams: ups,
 		Source:    "t.yaml",
 	}
+}
+
+// defaultAudit returns the audit section an empty file yields.
+func defaultAudit() Audit {
+	return Audit{Enabled: ptr(true), CheckpointInterval: DefaultCheckpointInterval}
 }
 
 // defaultAuth returns the auth section an empty file yields for listen.
@@ -142,7 +148,8 @@ upstreams:
 					SessionTimeout:       time.Hour,
 					MaxSessionsPerClient: 2,
 				},
-				Auth: defaultAuth("0.0.0.0:9000"),
+				Auth:  defaultAuth("0.0.0.0:9000"),
+				Audit: defaultAudit(),
 				Upstreams: []Upstream{
 					{
 						ID:          "remote",
@@ -442,7 +449,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "listen: 127.0.0.1:1\nlisten_addr: x\n",
-			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, auth, policy, upstreams)"},
+			want: []string{"t.yaml:2:1: listen_addr: unknown key (want one of listen, data_dir, separator, store, http, auth, policy, audit, upstreams)"},
 		},
 		{
 			name: "unknown nested key",
@@ -1106,7 +1113,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 		reflect.TypeFor[Auth](), reflect.TypeFor[DCR](), reflect.TypeFor[CIMD](),
 		reflect.TypeFor[Client](), reflect.TypeFor[Issuer](), reflect.TypeFor[ClaimMap](),
 		reflect.TypeFor[Federation](), reflect.TypeFor[TokenExchange](), reflect.TypeFor[Policy](),
-		reflect.TypeFor[AuthZEN](),
+		reflect.TypeFor[AuthZEN](), reflect.TypeFor[Audit](), reflect.TypeFor[AuditRedact](),
 	} {
 		for f := range typ.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -180,6 +180,7 @@ func (v *validator) config(cfg *Config) {
 
 	v.auth(cfg)
 	v.policy(cfg)
+	v.audit(cfg)
 
 	ids := map[string]int{}
 	prefixes := map[string]int{}
@@ -376,6 +377,36 @@ func (v *validator) policy(cfg *Config) {
 			top(rel, "is set by Mandate itself")
 		case strings.ContainsAny(a.Headers[name], "\r\n\x00"):
 			top(rel, "value must not contain a line break or NUL")
+		}
+	}
+}
+
+// audit checks the audit section. Redaction patterns are compiled here as
+// the audit log will compile them, so a typo is reported with the rest of
+// the file rather than as a failure to start.
+func (v *validator) audit(cfg *Config) {
+	a, o := &cfg.Audit, cfg.src
+	top := func(rel, format string, args ...any) {
+		v.report(o, rel, rel, format, args...)
+	}
+	if a.CheckpointInterval < 0 {
+		top("audit.checkpoint_interval", "must not be negative")
+	}
+	for _, list := range []struct {
+		key, flags string
+		patterns   []string
+	}{{"keys", "(?i)", a.Redact.Keys}, {"values", "", a.Redact.Values}} {
+		for i, p := range list.patterns {
+			rel := fmt.Sprintf("audit.redact.%s[%d]", list.key, i)
+			if p == "" {
+				// An empty pattern matches everything, which would
+				// redact every value; that is never what was meant.
+				top(rel, "must not be empty")
+				continue
+			}
+			if _, err := regexp.Compile(list.flags + p); err != nil {
+				top(rel, "is not a valid regular expression (RE2 syntax): %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			}
 		}
 	}
 }

@@ -45,7 +45,35 @@ type ApprovalOptions struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Events hears of every new request, decision and use, after the
+	// store has accepted it, so the audit log can record who asked for,
+	// gave and spent each approval. Nil tells nobody.
+	Events ApprovalEvents
 }
+
+// ApprovalEvents receives every change to an approval request, after the
+// store has accepted it. The audit log implements it; methods run on the
+// request path and must not block for long.
+type ApprovalEvents interface {
+	// ApprovalRequested reports a new pending request (not one returned
+	// again to a retrying agent).
+	ApprovalRequested(store.Approval)
+	// ApprovalDecided reports a request approved or denied, with who
+	// decided it.
+	ApprovalDecided(store.Approval)
+	// ApprovalUsed reports an approval spent by the one call it covers.
+	ApprovalUsed(store.Approval)
+}
+
+// NopApprovalEvents discards approval events.
+type NopApprovalEvents struct{}
+
+// Interface guards.
+var _ ApprovalEvents = NopApprovalEvents{}
+
+func (NopApprovalEvents) ApprovalRequested(store.Approval) {}
+func (NopApprovalEvents) ApprovalDecided(store.Approval)   {}
+func (NopApprovalEvents) ApprovalUsed(store.Approval)      {}
 
 // Webhook is the JSON body POSTed to ApprovalOptions.WebhookURL. It carries
 // the redacted preview, never the arguments themselves.
@@ -96,6 +124,9 @@ func NewApprovals(st store.ApprovalStore, o *ApprovalOptions) *Approvals {
 	if a.o.Now == nil {
 		a.o.Now = time.Now
 	}
+	if a.o.Events == nil {
+		a.o.Events = NopApprovalEvents{}
+	}
 	return a
 }
 
@@ -132,6 +163,7 @@ func (a *Approvals) Request(ctx context.Context, p *identity.Principal, upstream
 	}
 	rec.CreatedAt = rec.CreatedAt.UTC().Truncate(store.TimePrecision)
 	rec.ExpiresAt = rec.ExpiresAt.UTC().Truncate(store.TimePrecision)
+	a.o.Events.ApprovalRequested(rec)
 	if a.o.WebhookURL != "" {
 		// The call is answered without waiting: a slow or broken receiver
 		// must not hold the agent's request, and the approval stands
@@ -182,6 +214,7 @@ func (a *Approvals) Use(ctx context.Context, id string) (store.Approval, error) 
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("use approval: %w", err)
 	}
+	a.o.Events.ApprovalUsed(rec)
 	return rec, nil
 }
 
@@ -193,6 +226,7 @@ func (a *Approvals) Decide(ctx context.Context, id string, approve bool, by stri
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("decide approval: %w", err)
 	}
+	a.o.Events.ApprovalDecided(rec)
 	return rec, nil
 }
 

@@ -90,9 +90,9 @@ func New(o Options) *Server {
 // /message (legacy HTTP+SSE), /healthz and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", s.guarded(s.authenticated(s.serveMCP)))
-	mux.Handle("/sse", s.guarded(s.authenticated(s.serveSSE)))
-	mux.Handle("/message", s.guarded(s.authenticated(s.serveMessage)))
+	mux.Handle("/mcp", s.guarded(s.authenticated(traced(s.serveMCP))))
+	mux.Handle("/sse", s.guarded(s.authenticated(traced(s.serveSSE))))
+	mux.Handle("/message", s.guarded(s.authenticated(traced(s.serveMessage))))
 	for pattern, h := range s.opts.Mount {
 		mux.Handle(pattern, s.guarded(h.ServeHTTP))
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/gateway"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
@@ -83,8 +84,9 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		_ = sess.Reply(r.Context(), &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "server/discover is not available over HTTP+SSE"}})
 		return
 	}
+	trace := gateway.TraceID(r.Context())
 	go func() {
-		ctx, cancel := sessionContext(context.Background(), sess)
+		ctx, cancel := sessionContext(gateway.WithTraceID(context.Background(), trace), sess)
 		defer cancel()
 		if resp := s.gw.Handle(ctx, sess, req, nil); resp != nil {
 			_ = sess.Reply(ctx, resp)

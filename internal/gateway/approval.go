@@ -55,7 +55,10 @@ var _ ApprovalGate = (*consent.Approvals)(nil)
 // Only a delegated client is asked, since the approval is recorded as its
 // user's. Every store error denies: an approval that cannot be checked,
 // requested or used is no approval.
-func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, policyVersion string, rt *retry) *jsonrpc.Response {
+//
+// t records the approval request the call was held for, asked about or
+// used.
+func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, args map[string]any, policyVersion string, rt *retry, t *trail) *jsonrpc.Response {
 	gate, p := g.opts.Approvals, sess.Principal
 	if gate == nil {
 		return errorResponse(req.ID, codeNeedsApproval, "this call needs a human's approval, which is not available yet")
@@ -71,6 +74,7 @@ func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Reque
 		return errorResponse(req.ID, codeDenied, "not allowed: the approval could not be checked")
 	}
 	if ok {
+		t.approval(found.ID)
 		return g.useApproval(ctx, req, gate, found.ID)
 	}
 	// An answer given under another policy version is about an approval
@@ -82,6 +86,7 @@ func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Reque
 		case err != nil:
 			return errorResponse(req.ID, codeInvalidParams, "inputResponses: "+err.Error())
 		case ok:
+			t.approval(rt.state.Approval)
 			return g.settleAnswer(ctx, req, gate, rt.state.Approval, p, a)
 		}
 	}
@@ -91,6 +96,7 @@ func (g *Gateway) approve(ctx context.Context, sess *Session, req *jsonrpc.Reque
 		return errorResponse(req.ID, codeDenied, "not allowed: an approval could not be requested")
 	}
 	g.log.Info("approval requested", "approval", rec.ID, "upstream", u.id, "name", name, "agent", p.Agent)
+	t.approval(rec.ID)
 	switch {
 	case !p.Delegated():
 	case sess.modernElicitation("form") && inputRequiredMethods[req.Method]:

@@ -282,3 +282,60 @@ func (l benchLatencies) report(b *testing.B) {
 	b.ReportMetric(float64(at(0.50))/1e3, "p50-us")
 	b.ReportMetric(float64(at(0.99))/1e3, "p99-us")
 }
+
+// FuzzItemFields checks the one-pass reading of list items that keeps
+// BenchmarkFilterList500 within its target against decoding the whole
+// item: every input gives the same name and annotations both ways, so a
+// list decides on what a call of the same definition decides on.
+func FuzzItemFields(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"list_issues","description":"Lists {issues} \"quoted\" [x]","inputSchema":{"type":"object","properties":{"repo":{"type":"string"}}},"annotations":{"readOnlyHint":true}}`,
+		`{"name":"a","annotations":{"destructiveHint":true},"annotations":{"readOnlyHint":true}}`,
+		`{"Annotations":{"openWorldHint":true},"name":"b","name":"c"}`,
+		`{"name":"d","annotations":{"idempotentHint":"yes"}}`,
+		`{"name":"e","annotations":5}`,
+		`{"name":"f","annotations":null}`,
+		`{"na\u006de":"g","\u0061nnotations":{"readOnlyHint":true}}`,
+		`{"name":"h\u00e9","ANNOTATIONS":{"destructiveHint":true}}`,
+		`{"name":"\ud800","annotationſ":{"readOnlyHint":true}}`,
+		` { "uri" : "file:///a" , "name" : 7 , "x" : [ 1 , { "y" : "}" } ] } `,
+		`{"name":"i","nested":{"annotations":{"readOnlyHint":true}}}`,
+		`{}`, `null`, `[]`, `"name"`, `{"name":"j"`, ``, `{"name":"\u0000"}`,
+		`{"name":"k","annotations":{"READONLYHINT":true,"readOnlyHint":null,"x":{"y":[1,"}"]},"openWorldHint":false}}`,
+		`{"name":"l","annotations":{"readOnlyHint":1}}`,
+		`{"name":"m","annotations":{"\u0072eadOnlyHint":true,"destructiveHint":true}}`,
+		`{"name":"n","annotations":{"destructiveHint":true},"ANNOTATIONS":{"destructiveHint":false,"idempotentHint":true}}`,
+	} {
+		f.Add([]byte(s), "name")
+		f.Add([]byte(s), "uri")
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, key string) {
+		name, ann := itemFields(raw, key)
+		wantName, wantAnn := itemFieldsDecoded(raw, key)
+		if name != wantName || (name != "" && ann != wantAnn) {
+			t.Fatalf("itemFields(%q, %q) = %q %+v, want %q %+v", raw, key, name, ann, wantName, wantAnn)
+		}
+	})
+}
+
+// FuzzEncodeList checks that a list page is written exactly as
+// json.Marshal writes it (object.set), compacted.
+func FuzzEncodeList(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, ` { "a" : [ 1 , "x y" ] } `, `"s\" t"`, `[]`, "{\"a\":\"\\\\\"}\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		items := []json.RawMessage{raw, json.RawMessage(`{"name":"x"}`)}
+		want, err := marshal(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := encodeList(items)
+		if !ok || string(got) != string(want) {
+			t.Fatalf("encodeList(%q) = %q, %v; want %q", raw, got, ok, want)
+		}
+	})
+}

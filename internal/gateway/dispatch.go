@@ -84,9 +84,17 @@ var sessionMethods = map[string]bool{
 	"subscriptions/listen": true,
 }
 
+// dispatch routes one request and completes its audit trail before the
+// response leaves: decisions are recorded where they are made (route and
+// the handlers it calls), outcomes and the decisions of lists here.
 func (g *Gateway) dispatch(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream) *jsonrpc.Response {
+	t := g.newTrail(ctx, sess, req)
+	return g.finish(ctx, req, t, g.route(ctx, sess, req, related, t))
+}
+
+func (g *Gateway) route(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, t *trail) *jsonrpc.Response {
 	if sessionMethods[req.Method] {
-		if resp := g.authorizeSession(ctx, sess, req); resp != nil {
+		if resp := g.authorizeSession(ctx, sess, req, t); resp != nil {
 			return resp
 		}
 	}
@@ -114,17 +122,17 @@ func (g *Gateway) dispatch(ctx context.Context, sess *Session, req *jsonrpc.Requ
 	case "resources/templates/list":
 		return g.listResponse(ctx, sess, req, templatesKind)
 	case "tools/call":
-		return g.callNamed(ctx, sess, req, related, toolsKind)
+		return g.callNamed(ctx, sess, req, related, toolsKind, t)
 	case "prompts/get":
-		return g.callNamed(ctx, sess, req, related, promptsKind)
+		return g.callNamed(ctx, sess, req, related, promptsKind, t)
 	case "resources/read":
-		return g.callURI(ctx, sess, req, related)
+		return g.callURI(ctx, sess, req, related, t)
 	case "resources/subscribe":
-		return g.subscribe(ctx, sess, req, true)
+		return g.subscribeItem(ctx, sess, req, true, t)
 	case "resources/unsubscribe":
-		return g.subscribe(ctx, sess, req, false)
+		return g.subscribeItem(ctx, sess, req, false, t)
 	case "completion/complete":
-		return g.complete(ctx, sess, req, related)
+		return g.complete(ctx, sess, req, related, t)
 	case "logging/setLevel":
 		return g.setLevel(ctx, sess, req)
 	case "subscriptions/listen":
@@ -355,13 +363,15 @@ func (g *Gateway) upstreamSession(ctx context.Context, sess *Session, u *upState
 // unchanged.
 //
 // params is the decoded request params; dirty says whether the caller changed
-// them. Unchanged params are forwarded as the bytes the client sent.
-func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *jsonrpc.Request, params object, dirty bool, related Stream) *jsonrpc.Response {
+// them. Unchanged params are forwarded as the bytes the client sent. t, if
+// set, learns how the upstream leg failed, for the call's outcome record.
+func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *jsonrpc.Request, params object, dirty bool, related Stream, t *trail) *jsonrpc.Response {
 	ctx, cancel := context.WithTimeout(ctx, u.spec.Timeout)
 	defer cancel()
 	s, err := g.upstreamSession(ctx, sess, u)
 	if err != nil {
 		g.log.Warn("upstream unavailable", "upstream", u.id, "method", req.Method, "err", err)
+		t.upstreamFailed(statusError, "upstream unavailable")
 		return errorResponse(req.ID, codeInternal, fmt.Sprintf("upstream %q is unavailable", u.id))
 	}
 	if sess.modern && stripModernMeta(params) {
@@ -382,10 +392,13 @@ func (g *Gateway) forward(ctx context.Context, sess *Session, u *upState, req *j
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
+			t.upstreamFailed(statusTimeout, fmt.Sprintf("no answer within %s", u.spec.Timeout))
 			return errorResponse(req.ID, codeInternal, fmt.Sprintf("upstream %q timed out", u.id))
 		case errors.Is(err, context.Canceled):
+			t.upstreamFailed(statusError, "cancelled by the client")
 			return errorResponse(req.ID, codeInternal, "request cancelled")
 		default:
+			t.upstreamFailed(statusError, "upstream failed while handling the request")
 			g.log.Warn("upstream call failed", "upstream", u.id, "method", req.Method, "err", err)
 			return errorResponse(req.ID, codeInternal, fmt.Sprintf("upstream %q failed while handling the request", u.id))
 		}
@@ -430,7 +443,7 @@ func stripModernMeta(params object) bool {
 	return true
 }
 
-func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, lk listKind) *jsonrpc.Response {
+func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, lk listKind, t *trail) *jsonrpc.Response {
 	p, err := decodeObject(req.Params)
 	if err != nil {
 		return errorResponse(req.ID, codeInvalidParams, "invalid params")
@@ -442,12 +455,14 @@ func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if lk.kind == toolsKind.kind {
 		// Interrogation comes before the name is resolved, so a tool the
 		// session was not shown and a tool that does not exist are refused
-		// alike.
+		// alike; the record names the tool as the agent asked for it.
 		if resp := g.interrogate(sess, req, name); resp != nil {
-			return resp
+			t.item(sess, "", name, argsOf(p, "arguments"), p.sub("_meta").str(metaIntent))
+			return g.recordDecision(ctx, req, t, resp)
 		}
 		if name == whoamiName {
-			return g.whoami(ctx, sess, req)
+			t.item(sess, "", whoamiName, nil, p.sub("_meta").str(metaIntent))
+			return g.whoami(ctx, sess, req, t)
 		}
 	}
 	ref, ok := g.namespace(ctx, lk).Resolve(name)
@@ -459,14 +474,14 @@ func (g *Gateway) callNamed(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if lk.kind == toolsKind.kind {
 		def = u.itemDefinition(ctx, lk, ref.Name)
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, itemKind[lk.kind], u, ref.Name, p, def); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, itemKind[lk.kind], u, ref.Name, p, def, t); resp != nil {
 		return resp
 	}
 	dirty := ref.Name != name
 	if dirty {
 		p.set("name", ref.Name)
 	}
-	return g.forward(ctx, sess, u, req, p, dirty, related)
+	return g.forward(ctx, sess, u, req, p, dirty, related, t)
 }
 
 // resolveURI finds the upstream of a public resource URI.
@@ -508,7 +523,7 @@ func (g *Gateway) resolveURI(ctx context.Context, sess *Session, public string) 
 	return bare[0], public, true
 }
 
-func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream) *jsonrpc.Response {
+func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, t *trail) *jsonrpc.Response {
 	p, err := decodeObject(req.Params)
 	if err != nil || p.str("uri") == "" {
 		return errorResponse(req.ID, codeInvalidParams, "missing uri")
@@ -517,14 +532,14 @@ func (g *Gateway) callURI(ctx context.Context, sess *Session, req *jsonrpc.Reque
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, policy.KindResource, u, uri, p, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, policy.KindResource, u, uri, p, nil, t); resp != nil {
 		return resp
 	}
 	dirty := uri != p.str("uri")
 	if dirty {
 		p.set("uri", uri)
 	}
-	resp := g.forward(ctx, sess, u, req, p, dirty, related)
+	resp := g.forward(ctx, sess, u, req, p, dirty, related, t)
 	if resp.Error == nil && u.spec.Prefix != "" {
 		resp.Result = publicContentsURIs(u.spec.Prefix, resp.Result)
 	}
@@ -551,7 +566,15 @@ func publicContentsURIs(prefix string, res json.RawMessage) json.RawMessage {
 	return o.encode()
 }
 
+// subscribe decides and carries out one resources/subscribe or
+// resources/unsubscribe as a request of its own, recorded as such:
+// subscriptions/listen subscribes through it, once per URI.
 func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Request, on bool) *jsonrpc.Response {
+	t := g.newTrail(ctx, sess, req)
+	return g.finish(ctx, req, t, g.subscribeItem(ctx, sess, req, on, t))
+}
+
+func (g *Gateway) subscribeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, on bool, t *trail) *jsonrpc.Response {
 	p, err := decodeObject(req.Params)
 	if err != nil || p.str("uri") == "" {
 		return errorResponse(req.ID, codeInvalidParams, "missing uri")
@@ -561,7 +584,7 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	if !ok {
 		return errorResponse(req.ID, codeInvalidParams, "unknown resource")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, nil, policy.KindResource, u, uri, p, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, nil, policy.KindResource, u, uri, p, nil, t); resp != nil {
 		return resp
 	}
 	dirty := uri != public
@@ -569,7 +592,7 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 		p.set("uri", uri)
 	}
 	if u.spec.PerClient {
-		return g.forward(ctx, sess, u, req, p, dirty, nil)
+		return g.forward(ctx, sess, u, req, p, dirty, nil, t)
 	}
 	// A shared upstream session is subscribed once per URI, however many
 	// clients subscribe; updates fan out to the subscribed sessions only.
@@ -595,7 +618,7 @@ func (g *Gateway) subscribe(ctx context.Context, sess *Session, req *jsonrpc.Req
 	first, last := on && !had && n == 0, !on && had && n == 1
 	u.mu.Unlock()
 	if first || last {
-		resp := g.forward(ctx, sess, u, req, p, dirty, nil)
+		resp := g.forward(ctx, sess, u, req, p, dirty, nil, t)
 		if resp.Error != nil && first {
 			g.dropSubscription(sess, u, public, uri)
 		}
@@ -639,7 +662,7 @@ func (g *Gateway) unsubscribeShared(public string) {
 	}
 }
 
-func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream) *jsonrpc.Response {
+func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, t *trail) *jsonrpc.Response {
 	p, err := decodeObject(req.Params)
 	if err != nil {
 		return errorResponse(req.ID, codeInvalidParams, "invalid params")
@@ -672,11 +695,11 @@ func (g *Gateway) complete(ctx context.Context, sess *Session, req *jsonrpc.Requ
 	if ref.str("type") == "ref/resource" {
 		kind, name = policy.KindResource, ref.str("uri")
 	}
-	if resp := g.authorizeItem(ctx, sess, req, related, kind, u, name, p, nil); resp != nil {
+	if resp := g.authorizeItem(ctx, sess, req, related, kind, u, name, p, nil, t); resp != nil {
 		return resp
 	}
 	p.set("ref", ref)
-	return g.forward(ctx, sess, u, req, p, true, related)
+	return g.forward(ctx, sess, u, req, p, true, related, t)
 }
 
 // setLevel records the session's log level (Mandate filters messages to it)
@@ -694,7 +717,7 @@ func (g *Gateway) setLevel(ctx context.Context, sess *Session, req *jsonrpc.Requ
 		if info == nil || !info.Has("logging") {
 			continue
 		}
-		if resp := g.forward(ctx, sess, u, req, p, false, nil); resp.Error != nil {
+		if resp := g.forward(ctx, sess, u, req, p, false, nil, nil); resp.Error != nil {
 			g.log.Warn("logging/setLevel upstream", "upstream", u.id, "err", resp.Error)
 		}
 	}

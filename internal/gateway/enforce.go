@@ -59,29 +59,40 @@ var itemKind = map[string]string{
 
 // authorizeSession decides a session-level method (initialize, the lists as
 // a whole, logging, subscriptions). Only ping passes without a decision.
-func (g *Gateway) authorizeSession(ctx context.Context, sess *Session, req *jsonrpc.Request) *jsonrpc.Response {
+// Every decision is recorded in t: an allowed one before the method takes
+// effect, or, for a list, once the list is built (see finish), so its
+// record can say how many items it showed.
+func (g *Gateway) authorizeSession(ctx context.Context, sess *Session, req *jsonrpc.Request, t *trail) *jsonrpc.Response {
 	if policy.PassThrough(req.Method) {
 		return nil
 	}
 	if g.opts.Policy == nil || sess.Principal == nil {
-		return errorResponse(req.ID, codeDenied, "not allowed")
+		return g.recordDecision(ctx, req, t, errorResponse(req.ID, codeDenied, "not allowed"))
 	}
 	d := g.opts.Policy.DecideContext(ctx, policy.Request{
 		Principal: sess.Principal, Method: req.Method,
 		Target: policy.Target{Kind: policy.KindServer}, Time: time.Now(),
 	})
+	t.decision(d)
 	if d.Effect != policy.Allow {
 		g.log.Info("request denied", "method", req.Method, "agent", sess.Principal.Agent, "reasons", d.Reasons, "errors", d.Errors)
-		return errorResponse(req.ID, codeDenied, "not allowed: "+req.Method)
+		return g.recordDecision(ctx, req, t, errorResponse(req.ID, codeDenied, "not allowed: "+req.Method))
 	}
-	return nil
+	if _, list := listFields[req.Method]; list {
+		t.deferList()
+		return nil
+	}
+	return g.recordDecision(ctx, req, t, nil)
 }
 
-// listCandidate is one upstream item a list may show.
+// listCandidate is one upstream item a list may show, read once for the
+// list (see itemFields): name is its naming member (name or URI) and
+// annotations what annotationsOf reads from it.
 type listCandidate struct {
-	u    *upState
-	item json.RawMessage
-	name string
+	u           *upState
+	item        json.RawMessage
+	name        string
+	annotations policy.Annotations
 }
 
 // filterList returns the candidates the session's principal may see, in
@@ -109,7 +120,7 @@ func (g *Gateway) filterList(ctx context.Context, sess *Session, lk listKind, ca
 		reqs[i] = policy.Request{
 			Principal: p, Method: itemMethod[lk.kind],
 			Target:      policy.Target{Kind: itemKind[lk.kind], Upstream: c.u.id, Name: c.name},
-			Annotations: annotationsOf(c.item),
+			Annotations: c.annotations,
 			Mandate:     policy.MandateRef{Covered: consent.Covers(active, c.u.id, c.name)},
 			Time:        now,
 		}
@@ -150,11 +161,24 @@ const metaIntent = "dev.mandate/intent"
 // verified first and refused if its requestState does not verify; then it
 // is decided from scratch like any call, and its answer is read only where
 // the same question would be asked again.
-func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, params object, item json.RawMessage) *jsonrpc.Response {
+//
+// The decision is recorded in t whatever it is, and an allowed call whose
+// record cannot be written is refused: no record, no call. A mandate or
+// approval the call used stays used then, which errs on the safe side.
+func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, params object, item json.RawMessage, t *trail) *jsonrpc.Response {
 	// params is the request's one decoded copy (no parse differentials);
 	// the arguments and the declared intent are read from it, not decoded
 	// again from the bytes.
 	args := argsOf(params, "arguments")
+	intent := params.sub("_meta").str(metaIntent)
+	t.item(sess, u.id, name, args, intent)
+	return g.recordDecision(ctx, req, t, g.decideItem(ctx, sess, req, related, kind, u, name, params, item, args, intent, t))
+}
+
+// decideItem is authorizeItem's decision, noting in t what the record
+// needs: the mandate, the policies and their version, the approval, and
+// whether a refusal waits on someone's consent.
+func (g *Gateway) decideItem(ctx context.Context, sess *Session, req *jsonrpc.Request, related Stream, kind string, u *upState, name string, params object, item json.RawMessage, args map[string]any, intent string, t *trail) *jsonrpc.Response {
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
 		return errorResponse(req.ID, codeDenied, "not allowed")
@@ -171,25 +195,36 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 			return errorResponse(req.ID, codeDenied, "not allowed: the mandate could not be checked")
 		}
 	}
+	t.mandate(match.Mandate.ID)
 	d := g.opts.Policy.DecideContext(ctx, policy.Request{
 		Principal: p, Method: req.Method,
 		Target:      policy.Target{Kind: kind, Upstream: u.id, Name: name},
 		Args:        args,
 		Annotations: annotationsOf(item),
 		Mandate:     policy.MandateRef{ID: match.Mandate.ID, Covered: match.Covered()},
-		Intent:      params.sub("_meta").str(metaIntent),
+		Intent:      intent,
 		Time:        time.Now(),
 	})
+	t.decision(d)
 	switch d.Effect {
 	case policy.Allow:
 	case policy.NeedsApproval:
-		if resp := g.approve(ctx, sess, req, related, kind, u, name, args, d.Version, rt); resp != nil {
+		if resp := g.approve(ctx, sess, req, related, kind, u, name, args, d.Version, rt, t); resp != nil {
+			// A question asked (an input_required result) or a request
+			// left pending waits on a human; anything else is a denial.
+			if resp.Error == nil || errorCode(resp) == codeNeedsApproval {
+				t.refusedAs(decisionNeedsApproval)
+			}
 			return resp
 		}
 	default:
 		g.log.Info("call denied", "method", req.Method, "upstream", u.id, "name", name, "agent", p.Agent, "reasons", d.Reasons, "errors", d.Errors)
 		msg := "not allowed"
 		if p.Delegated() && !match.Covered() && match.Reason != nil {
+			if len(d.Reasons) == 0 && len(d.Errors) == 0 {
+				// No policy forbade it: a mandate would let it through.
+				t.refusedAs(decisionNeedsMandate)
+			}
 			// Why no mandate covers the call is the agent's own business:
 			// it names no other user's data.
 			msg += ": " + match.Reason.String()
@@ -213,18 +248,24 @@ func (g *Gateway) authorizeItem(ctx context.Context, sess *Session, req *jsonrpc
 // on what the definition says.
 func annotationsOf(item json.RawMessage) policy.Annotations {
 	var v struct {
-		Annotations struct {
-			ReadOnly    bool `json:"readOnlyHint"`
-			Destructive bool `json:"destructiveHint"`
-			Idempotent  bool `json:"idempotentHint"`
-			OpenWorld   bool `json:"openWorldHint"`
-		} `json:"annotations"`
+		Annotations toolHints `json:"annotations"`
 	}
 	if len(item) == 0 || json.Unmarshal(item, &v) != nil {
 		return policy.Annotations{}
 	}
-	a := v.Annotations
-	return policy.Annotations{ReadOnly: a.ReadOnly, Destructive: a.Destructive, Idempotent: a.Idempotent, OpenWorld: a.OpenWorld}
+	return v.Annotations.annotations()
+}
+
+// toolHints are the members of a tool's annotations that decisions read.
+type toolHints struct {
+	ReadOnly    bool `json:"readOnlyHint"`
+	Destructive bool `json:"destructiveHint"`
+	Idempotent  bool `json:"idempotentHint"`
+	OpenWorld   bool `json:"openWorldHint"`
+}
+
+func (h toolHints) annotations() policy.Annotations {
+	return policy.Annotations{ReadOnly: h.ReadOnly, Destructive: h.Destructive, Idempotent: h.Idempotent, OpenWorld: h.OpenWorld}
 }
 
 // Error code of URLElicitationRequiredError (2025-11-25). The stateless

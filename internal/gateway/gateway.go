@@ -85,6 +85,17 @@ type Options struct {
 	// reach the replica that asked, or it is refused as invalid. Any other
 	// length makes New panic rather than silently fall back to that.
 	RequestStateKey []byte
+	// Audit records every decision before it takes effect and every
+	// outcome before its result reaches the client (see Auditor): an
+	// allowed call whose decision cannot be recorded is refused without
+	// being forwarded, and a result whose outcome cannot be recorded is
+	// replaced with an error. Nil records nothing, for tests and for
+	// embedders that keep no trail.
+	Audit Auditor
+	// SessionDigest turns a session id, a bearer secret, into what audit
+	// records keep of it: a keyed digest (audit.Redactor.DigestText). Nil
+	// records no session.
+	SessionDigest func(id string) string
 	// ApprovalWait is how long a call that needs an approval nobody can
 	// give in band (no elicitation at the client, or an autonomous agent)
 	// is held open while an approver decides out of band: the CLI, the

@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"encoding/json"
+	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -28,14 +28,17 @@ import (
 // tools exist.
 const msgNotShown = "call tools/list first: this tool was not shown to this session"
 
-// recordShown remembers the tool names of one tools/list page as delivered
-// to sess. Every page counts: a client that stops paging early has been
-// shown only what it read.
-func recordShown(sess *Session, page []json.RawMessage) {
+// recordShown remembers the public names of the tools of one tools/list
+// page as delivered to sess. Every page counts: a client that stops paging
+// early has been shown only what it read. An empty name shows nothing.
+func recordShown(sess *Session, names []string) {
 	if sess == nil || sess.modern {
 		return
 	}
-	sess.markShown(itemKeys(page, toolsKind.key))
+	if slices.Contains(names, "") {
+		names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "" })
+	}
+	sess.markShown(names)
 }
 
 // interrogate refuses a tools/call of public name unless the session was

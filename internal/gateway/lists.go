@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -8,11 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mandate-mcp/mandate/internal/catalog"
+	"github.com/mandate-mcp/mandate/internal/policy"
 	"github.com/mandate-mcp/mandate/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -186,27 +188,24 @@ func itemKeys(items []json.RawMessage, key string) []string {
 }
 
 // publicItem rewrites the naming member of one item and leaves every other
-// member exactly as the upstream sent it.
-func (g *Gateway) publicItem(u *upState, ns *catalog.Namespace, lk listKind, raw json.RawMessage) (json.RawMessage, bool) {
-	o, err := decodeObject(raw)
-	if err != nil {
-		return nil, false
-	}
-	orig := o.str(lk.key)
-	if orig == "" {
-		return nil, false
-	}
+// member exactly as the upstream sent it. It returns the item as listed and
+// its public name; nil and "" for an item that is not a JSON object.
+func (g *Gateway) publicItem(ns *catalog.Namespace, lk listKind, c listCandidate) (json.RawMessage, string) {
 	var pub string
 	if lk.key == "name" {
-		pub = ns.Public(catalog.Ref{Upstream: u.id, Name: orig})
+		pub = ns.Public(catalog.Ref{Upstream: c.u.id, Name: c.name})
 	} else {
-		pub = catalog.PublicURI(u.spec.Prefix, orig)
+		pub = catalog.PublicURI(c.u.spec.Prefix, c.name)
 	}
-	if pub == orig {
-		return raw, true
+	if pub == c.name {
+		return c.item, pub
+	}
+	o, err := decodeObject(c.item)
+	if err != nil {
+		return nil, ""
 	}
 	o.set(lk.key, pub)
-	return o.encode(), true
+	return o.encode(), pub
 }
 
 // handleList answers one of the list methods with the merged, namespaced,
@@ -214,6 +213,11 @@ func (g *Gateway) publicItem(u *upState, ns *catalog.Namespace, lk listKind, raw
 // paginated with Mandate's own cursors. A tools list starts with Mandate's
 // own mandate__whoami, and every tools page is recorded as shown to the
 // session (see interrogate).
+//
+// Each upstream item is read once per list (itemFields): its name and
+// annotations for the decision, and its public name for the
+// mandate__whoami check and the record of what was shown. Only an item
+// that is listed under another name is decoded again, to rename it.
 func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, params json.RawMessage) (json.RawMessage, *jsonrpc.Error) {
 	p, err := decodeObject(params)
 	if err != nil {
@@ -231,8 +235,9 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 		ns = g.namespace(ctx, lk)
 	}
 	var items []json.RawMessage
+	var names []string // the public name of each item
 	if lk.kind == toolsKind.kind {
-		items = append(items, whoamiTool)
+		items, names = append(items, whoamiTool), append(names, whoamiName)
 	}
 	var unavailable []string
 	var cands []listCandidate
@@ -244,8 +249,8 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 			continue
 		}
 		for _, it := range list {
-			if names := itemKeys([]json.RawMessage{it}, lk.key); len(names) == 1 {
-				cands = append(cands, listCandidate{u: u, item: it, name: names[0]})
+			if name, ann := itemFields(it, lk.key); name != "" {
+				cands = append(cands, listCandidate{u: u, item: it, name: name, annotations: ann})
 			}
 		}
 	}
@@ -255,13 +260,13 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 		return nil, rpcError(codeDenied, "not allowed")
 	}
 	for _, c := range visible {
-		pub, ok := g.publicItem(c.u, ns, lk, c.item)
-		if !ok || lk.kind == toolsKind.kind && slices.Contains(itemKeys([]json.RawMessage{pub}, lk.key), whoamiName) {
+		pub, name := g.publicItem(ns, lk, c)
+		if pub == nil || lk.kind == toolsKind.kind && name == whoamiName {
 			// The built-in mandate__whoami shadows an upstream
 			// tool published under that name.
 			continue
 		}
-		items = append(items, pub)
+		items, names = append(items, pub), append(names, name)
 	}
 	if offset > len(items) {
 		return nil, rpcError(codeInvalidParams, "invalid cursor")
@@ -272,10 +277,14 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 	if page == nil {
 		page = []json.RawMessage{}
 	}
-	res.set(lk.field, page)
+	if arr, ok := encodeList(page); ok {
+		res[lk.field] = arr
+	} else {
+		res.set(lk.field, page)
+	}
 	if lk.kind == toolsKind.kind {
 		if !g.opts.AllowUnlisted {
-			recordShown(sess, page)
+			recordShown(sess, names[offset:end])
 		}
 	}
 	if end < len(items) {
@@ -285,6 +294,232 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 		res.set("_meta", map[string]any{metaUnavailable: unavailable})
 	}
 	return res.encode(), nil
+}
+
+// itemFields returns what a list needs of one upstream item: the string
+// value of its naming member key ("" when it has none, or the item is not
+// a JSON object, as decodeObject and object.str read it) and its
+// annotations (as annotationsOf reads them). It reads both in one pass
+// over the top-level members, without decoding the rest of the item (an
+// input schema is most of a tool), and falls back to decodeObject and
+// annotationsOf for what that pass does not read the same way: a member
+// name with an escape or a non-ASCII byte. Like encoding/json, it takes
+// the last of duplicate naming members, and annotations merged from every
+// member whose name matches "annotations" case-insensitively, none at all
+// if any of them is malformed.
+func itemFields(raw json.RawMessage, key string) (string, policy.Annotations) {
+	if !json.Valid(raw) {
+		return "", policy.Annotations{}
+	}
+	i := skipSpace(raw, 0)
+	if raw[i] != '{' {
+		return "", policy.Annotations{}
+	}
+	var name json.RawMessage
+	var hints toolHints
+	badHints := false
+	for i = skipSpace(raw, i+1); raw[i] != '}'; i = skipSpace(raw, i+1) {
+		end := stringEnd(raw, i)
+		k := raw[i+1 : end-1]
+		if !plainASCII(k) {
+			return itemFieldsDecoded(raw, key)
+		}
+		i = skipSpace(raw, skipSpace(raw, end)+1)
+		end = valueEnd(raw, i)
+		switch v := raw[i:end]; {
+		case string(k) == key:
+			name = v
+		case strings.EqualFold(string(k), "annotations"):
+			badHints = badHints || !readHints(v, &hints)
+		}
+		if i = skipSpace(raw, end); raw[i] == '}' {
+			break
+		}
+	}
+	var ann policy.Annotations
+	if !badHints {
+		ann = hints.annotations()
+	}
+	if len(name) > 2 && name[0] == '"' && plainString(name[1:len(name)-1]) {
+		return string(name[1 : len(name)-1]), ann
+	}
+	var s string
+	if len(name) > 0 {
+		_ = json.Unmarshal(name, &s)
+	}
+	return s, ann
+}
+
+// readHints reads one annotations member's value v into h as
+// encoding/json decodes it into the toolHints of annotationsOf, and
+// reports whether that succeeds: member names match case-insensitively,
+// the last of duplicates wins, null changes nothing, and any other value
+// than true, false or null for a hint, or than an object or null for v,
+// is an error. A member name with an escape or a non-ASCII byte is left
+// to encoding/json.
+func readHints(v []byte, h *toolHints) bool {
+	if string(v) == "null" {
+		return true
+	}
+	if v[0] != '{' {
+		return false
+	}
+	before := *h
+	for i := skipSpace(v, 1); v[i] != '}'; i = skipSpace(v, i+1) {
+		end := stringEnd(v, i)
+		k := string(v[i+1 : end-1])
+		if !plainASCII(v[i+1 : end-1]) {
+			*h = before
+			return json.Unmarshal(v, h) == nil
+		}
+		i = skipSpace(v, skipSpace(v, end)+1)
+		end = valueEnd(v, i)
+		var field *bool
+		switch {
+		case strings.EqualFold(k, "readOnlyHint"):
+			field = &h.ReadOnly
+		case strings.EqualFold(k, "destructiveHint"):
+			field = &h.Destructive
+		case strings.EqualFold(k, "idempotentHint"):
+			field = &h.Idempotent
+		case strings.EqualFold(k, "openWorldHint"):
+			field = &h.OpenWorld
+		}
+		if field != nil {
+			switch string(v[i:end]) {
+			case "true":
+				*field = true
+			case "false":
+				*field = false
+			case "null":
+			default:
+				return false
+			}
+		}
+		if i = skipSpace(v, end); v[i] == '}' {
+			break
+		}
+	}
+	return true
+}
+
+// itemFieldsDecoded is itemFields by decoding the whole item.
+func itemFieldsDecoded(raw json.RawMessage, key string) (string, policy.Annotations) {
+	o, err := decodeObject(raw)
+	if err != nil {
+		return "", policy.Annotations{}
+	}
+	return o.str(key), annotationsOf(raw)
+}
+
+// encodeList writes items as a JSON array exactly as object.set writes a
+// []json.RawMessage (json.Marshal without HTML escaping: each item
+// compacted), copying an item that is compact already, as upstreams send
+// them, without scanning it again. The items must be valid JSON, as every
+// listed item is (itemFields checks the upstream's); it reports false if
+// compacting one fails.
+func encodeList(items []json.RawMessage) (json.RawMessage, bool) {
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	buf.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if compact(it) {
+			buf.Write(it)
+		} else if json.Compact(buf, it) != nil {
+			return nil, false
+		}
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), true
+}
+
+// compact reports non-empty JSON text with no whitespace outside its
+// strings, which compacting leaves as it is.
+func compact(b []byte) bool {
+	in := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// The scanning helpers below read JSON that json.Valid accepted; each
+// returns the index just past what it skips.
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd skips the string that starts at b[i].
+func stringEnd(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// valueEnd skips the value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}
+
+// plainASCII reports printable ASCII without escapes: text that
+// encoding/json decodes to itself and folds by ASCII case alone.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainString reports string content without escapes that is valid
+// UTF-8, which encoding/json decodes to itself.
+func plainString(b []byte) bool {
+	return bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b)
 }
 
 // cursorCodec mints opaque, tamper-evident cursors (requirement U-05): a

@@ -53,6 +53,7 @@ type Session struct {
 	ded         map[string]*dedicated
 	listen      *listenFlags        // set while a stateless-era subscriptions/listen is open
 	shown       map[string]struct{} // public tool names tools/list delivered (interrogation)
+	shownHash   string              // shownDigest of shown; "" until asked for after a change
 	closed      bool
 	done        chan struct{}
 
@@ -152,6 +153,7 @@ func (s *Session) markShown(names []string) {
 	for _, n := range names {
 		s.shown[n] = struct{}{}
 	}
+	s.shownHash = ""
 }
 
 // wasShown reports whether a tools/list page delivered the tool name to

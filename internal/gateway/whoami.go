@@ -79,11 +79,16 @@ type whoamiMandate struct {
 // refusing it would only hide from an agent why it is refused elsewhere.
 // Two things still refuse it, as they refuse everything: a gateway without
 // a policy (it must not fall open, not even for this) and a session without
-// a principal.
-func (g *Gateway) whoami(ctx context.Context, sess *Session, req *jsonrpc.Request) *jsonrpc.Response {
+// a principal. The call is recorded like any other (t): what an agent
+// learned about itself is part of what it did.
+func (g *Gateway) whoami(ctx context.Context, sess *Session, req *jsonrpc.Request, t *trail) *jsonrpc.Response {
 	p := sess.Principal
 	if g.opts.Policy == nil || p == nil {
-		return errorResponse(req.ID, codeDenied, "not allowed")
+		return g.recordDecision(ctx, req, t, errorResponse(req.ID, codeDenied, "not allowed"))
+	}
+	t.decision(policy.Decision{Version: g.policyVersion()})
+	if resp := g.recordDecision(ctx, req, t, nil); resp != nil {
+		return resp
 	}
 	res := whoamiResult{
 		Agent:         p.Agent,

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	cedar "github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/ast"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
@@ -47,12 +48,29 @@ const (
 
 // compiled is one validated policy of a snapshot.
 type compiled struct {
+	// at is the policy's position in its snapshot.
+	at       int
 	id       string
 	pos      string
 	permit   bool
 	approval bool
 	policy   *cedar.Policy
 	ast      *xast.Policy
+	// body and bodyAST are what a decision evaluates of the policy once
+	// the scope index found it a candidate: without its scope when the
+	// index decides the scope exactly, else the whole policy.
+	body    *cedar.Policy
+	bodyAST *xast.Policy
+	// args is how the conditions read the call's arguments, which
+	// decides how visibility evaluates the policy.
+	args argsUse
+	// scope is bodyAST without its conditions, for an argsLiteral
+	// policy's visibility.
+	scope *xast.Policy
+	// itemFree reports that the body's outcome for a list question
+	// cannot depend on which item is asked (see itemFreeOf), so a list
+	// evaluates it once per distinct context rather than once per item.
+	itemFree bool
 }
 
 // Snapshot is an immutable, validated policy set. It is safe for
@@ -62,6 +80,7 @@ type Snapshot struct {
 	version  string
 	policies []compiled
 	byID     map[string]*compiled
+	index    *scopeIndex
 	// permitAll is the id of an unconditional permit of everything when the
 	// set has no forbid and no approval-annotated permit: then every
 	// decision is Allow whatever the request, and Decide skips building
@@ -87,21 +106,39 @@ func (s *Snapshot) Len() int {
 	return len(s.policies)
 }
 
-// all yields the policies in file-name and source order, so decisions list
-// their reasons in a deterministic order.
-func (s *Snapshot) all() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
+// candidateSet is the policies of a snapshot at the positions of a
+// candidates set, in snapshot order (file name, then source order), so a
+// decision lists its reasons in a deterministic order.
+type candidateSet struct {
+	s *Snapshot
+	c candidates
+}
+
+func (cs candidateSet) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for i := range s.policies {
-			if !yield(cedar.PolicyID(s.policies[i].id), s.policies[i].policy) {
+		cs.c.each(func(i int) bool {
+			c := &cs.s.policies[i]
+			return yield(cedar.PolicyID(c.id), c.body)
+		})
+	}
+}
+
+// policyList is the policies of a snapshot at some positions, ascending.
+type policyList struct {
+	s  *Snapshot
+	at []int
+}
+
+func (pl policyList) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
+	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+		for _, i := range pl.at {
+			c := &pl.s.policies[i]
+			if !yield(cedar.PolicyID(c.id), c.body) {
 				return
 			}
 		}
 	}
 }
-
-type policyIter func() iter.Seq2[cedar.PolicyID, *cedar.Policy]
-
-func (f policyIter) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return f() }
 
 var parsePos = regexp.MustCompile(`(?: at)? <input>:(\d+):(\d+)`)
 
@@ -184,8 +221,25 @@ func Compile(files map[string][]byte) (*Snapshot, []Problem) {
 		})
 		return nil, slices.Compact(problems)
 	}
+	var exact []bool
+	s.index, exact = newScopeIndex(s.policies)
 	for i := range s.policies {
-		s.byID[s.policies[i].id] = &s.policies[i]
+		c := &s.policies[i]
+		c.at = i
+		s.byID[c.id] = c
+		c.body, c.bodyAST = c.policy, c.ast
+		if exact[i] {
+			body := *c.ast
+			body.Principal, body.Action, body.Resource = xast.ScopeTypeAll{}, xast.ScopeTypeAll{}, xast.ScopeTypeAll{}
+			c.body, c.bodyAST = cedar.NewPolicyFromAST((*ast.Policy)(&body)), &body
+		}
+		c.args = argsUseOf(c.bodyAST)
+		c.itemFree = itemFreeOf(c.bodyAST)
+		if c.args == argsLiteral {
+			scope := *c.bodyAST
+			scope.Conditions = nil
+			c.scope = &scope
+		}
 	}
 	s.permitAll = unconditionalPermitAll(s.policies)
 	s.version = "sha256:" + hex.EncodeToString(h.Sum(nil))[:24]

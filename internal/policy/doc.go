@@ -69,6 +69,16 @@
 // broader plain permit that also matches. Any evaluation error denies (fail
 // closed), even when Cedar alone would have skipped the erroring policy.
 //
+// # Evaluation
+//
+// A decision evaluates only the policies that can match its request,
+// found by an index built when the snapshot is compiled: by principal,
+// action and resource scope, and by a first condition that starts with
+// context.agent == Agent::"…". Cedar never looks past a scope, or a first
+// conjunct, that is false, so such a policy is neither a reason nor an
+// error, and the decision is the one evaluating the whole set gives,
+// reasons and errors included (TestIndexedDecisionMatchesFullEvaluation).
+//
 // # Listing
 //
 // The same function answers tools/list: an item is listed for a principal
@@ -77,8 +87,16 @@
 // (context.args, numbers and decimals, by cedar-go's partial evaluation): a
 // permit whose conditions still depend on them counts as possibly
 // satisfied, and a forbid hides the item only when it holds whatever the
-// arguments are. Visibility therefore over-approximates the allowed calls,
-// which is the property that matters: a call of an item that is not listed
-// is always denied (TestPropertyListMatchesCall checks it over generated
-// policies).
+// arguments are. A policy that never reads the arguments is evaluated as
+// for a call, its value being the same for every argument map; one that
+// names an argument entity itself (Arguments::"call", …), which partial
+// evaluation cannot leave unknown, counts as possibly satisfied whenever
+// its scope matches. Visibility therefore over-approximates the allowed
+// calls, which is the property that matters: a call of an item that is
+// not listed is always denied (TestPropertyListMatchesCall and
+// TestPropertyListMatchesCallWide check it over generated policies).
+//
+// Engine.VisibleAll answers a whole list at once and builds what its items
+// share once: the principal's entities, each distinct context, and the
+// outcome of every policy that cannot depend on the item.
 package policy

@@ -58,10 +58,5 @@ func (e *Engine) DecideContext(_ context.Context, r Request) Decision { return e
 // not visible), so the error is always nil; a remote decision point may
 // fail, and then the whole list is refused.
 func (e *Engine) VisibleAll(_ context.Context, rs []Request) ([]bool, error) {
-	s := e.Snapshot()
-	out := make([]bool, len(rs))
-	for i, r := range rs {
-		out[i] = s.Visible(r)
-	}
-	return out, nil
+	return e.Snapshot().visibleAll(rs), nil
 }

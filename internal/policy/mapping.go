@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -89,6 +90,10 @@ var (
 	decimalsUID = types.NewEntityUID(typeDecimals, "call")
 )
 
+// argsValue, numbersValue and decimalsValue are the argument entities'
+// uids as context values, boxed once.
+var argsValue, numbersValue, decimalsValue types.Value = argsUID, numbersUID, decimalsUID
+
 // argContext names the context attributes that hold the call's arguments.
 // Visibility leaves every one of them unknown: an item is listed when some
 // arguments could make its use allowed, so no view of the arguments may be
@@ -98,8 +103,9 @@ var argContext = []string{"args", "numbers", "decimals"}
 // question is one Request in Cedar's terms.
 type question struct {
 	principal, action, resource types.EntityUID
+	agent                       types.EntityUID
 	context                     types.RecordMap
-	entities                    types.EntityMap
+	entities                    *entities
 }
 
 var (
@@ -107,110 +113,305 @@ var (
 	errNoAgent     = errors.New("principal has no agent")
 )
 
+// subject is the part of a question that depends on the principal alone:
+// its entities and the context attributes it gives. A list builds it once
+// for all of its items.
+//
+// The entities of a delegated principal (the user, with their email and
+// groups, and the groups) are built on first use: the scope index finds
+// the groups of the user without them, and many decisions read nothing
+// else of the user.
+type subject struct {
+	p                *identity.Principal
+	principal, agent types.EntityUID
+	agentEntity      types.Entity
+	// groups are the user's groups, the parents of a delegated
+	// principal.
+	groups []types.EntityUID
+	// user holds the user and their groups once built.
+	user       types.EntityMap
+	delegated  bool
+	authMethod types.String
+	scopes     types.Set
+}
+
+func subjectOf(p *identity.Principal) (*subject, error) {
+	if p == nil {
+		return nil, errNoPrincipal
+	}
+	if p.Agent == "" {
+		return nil, errNoAgent
+	}
+	s := &subject{
+		p:          p,
+		agent:      types.NewEntityUID(typeAgent, types.String(p.Agent)),
+		delegated:  p.Delegated(),
+		authMethod: types.String(p.Method),
+	}
+	s.agentEntity = types.Entity{UID: s.agent, Attributes: agentAttributes(p.Trust())}
+	s.principal = s.agent
+	if s.delegated {
+		s.principal = types.NewEntityUID(typeUser, types.String(p.User))
+		s.groups = make([]types.EntityUID, len(p.Groups))
+		for i, g := range p.Groups {
+			s.groups[i] = types.NewEntityUID(typeGroup, types.String(g))
+		}
+	}
+	scopes := make([]types.Value, 0, len(p.Scopes))
+	for _, sc := range p.Scopes {
+		scopes = append(scopes, types.String(sc))
+	}
+	s.scopes = types.NewSet(scopes...)
+	return s, nil
+}
+
+// get returns the subject's entity uid: the agent, and for a delegated
+// principal the user and their groups.
+func (s *subject) get(uid types.EntityUID) (types.Entity, bool) {
+	if uid == s.agent {
+		return s.agentEntity, true
+	}
+	if !s.delegated {
+		return types.Entity{}, false
+	}
+	if s.user == nil {
+		s.user = make(types.EntityMap, 1+len(s.groups))
+		groups := make([]types.Value, 0, len(s.groups))
+		for i, gid := range s.groups {
+			groups = append(groups, types.String(s.p.Groups[i]))
+			s.user[gid] = types.Entity{UID: gid}
+		}
+		s.user[s.principal] = types.Entity{
+			UID:     s.principal,
+			Parents: types.NewEntityUIDSet(s.groups...),
+			Attributes: types.NewRecord(types.RecordMap{
+				"email":  types.String(s.p.Email),
+				"groups": types.NewSet(groups...),
+			}),
+		}
+	}
+	e, ok := s.user[uid]
+	return e, ok
+}
+
+// parents returns the parents of the subject's entity uid: the user's
+// groups; the agent and the groups have none.
+func (s *subject) parents(uid types.EntityUID) []types.EntityUID {
+	if s.delegated && uid == s.principal {
+		return s.groups
+	}
+	return nil
+}
+
+// entities are a question's entities: the subject's, shared by every item
+// of a list, and the few of the one request (the target and its upstream,
+// the argument entities). No two of them can share a uid: each kind of
+// entity has its own type.
+//
+// The target item's entity and the argument entities are built on first
+// use: many questions are answered without looking them up (see
+// compiled.itemFree), and building them costs more than the rest of the
+// question.
+type entities struct {
+	sub *subject
+	own [5]types.Entity
+	n   int
+	// item is the target item's uid, with its name and upstream, while
+	// its entity is not yet built.
+	item               types.EntityUID
+	pending            bool
+	upstream, itemName string
+	// itemParents is the item's one parent, its upstream.
+	itemParents [1]types.EntityUID
+	// args are the call's arguments while their entities are not yet
+	// built.
+	args        []argText
+	argsPending bool
+}
+
+var _ types.EntityGetter = (*entities)(nil)
+
+func (e *entities) Get(uid types.EntityUID) (types.Entity, bool) {
+	if e.pending && uid == e.item {
+		e.pending = false
+		e.add(types.Entity{
+			UID:     e.item,
+			Parents: types.NewEntityUIDSet(e.itemParents[0]),
+			Attributes: types.NewRecord(types.RecordMap{
+				"upstream": types.String(e.upstream),
+				"name":     types.String(e.itemName),
+			}),
+		})
+	}
+	if e.argsPending && (uid == argsUID || uid == numbersUID || uid == decimalsUID) {
+		a := callArgsOf(e.args)
+		e.argsPending = false
+		e.add(types.Entity{UID: argsUID, Tags: types.NewRecord(a.tags)})
+		e.add(types.Entity{UID: numbersUID, Tags: types.NewRecord(a.numbers)})
+		e.add(types.Entity{UID: decimalsUID, Tags: types.NewRecord(a.decimals)})
+	}
+	for i := range e.n {
+		if e.own[i].UID == uid {
+			return e.own[i], true
+		}
+	}
+	return e.sub.get(uid)
+}
+
+func (e *entities) add(ent types.Entity) {
+	e.own[e.n] = ent
+	e.n++
+}
+
+// parents returns the parents of uid without building the target item's
+// entity (its one parent is its upstream) or the user's.
+func (e *entities) parents(uid types.EntityUID) []types.EntityUID {
+	if e.pending && uid == e.item {
+		return e.itemParents[:]
+	}
+	for i := range e.n {
+		if e.own[i].UID == uid {
+			return slices.Collect(e.own[i].Parents.All())
+		}
+	}
+	return e.sub.parents(uid)
+}
+
+// target checks that action applies to t and sets the question's
+// principal, action and resource, with its entities in ents: the
+// subject's, the upstream, and the item as its child.
+func (s *subject) target(q *question, ents *entities, t Target, action string) error {
+	itemType, ok := itemTypes[t.Kind]
+	if !ok {
+		return fmt.Errorf("unknown target kind %q", t.Kind)
+	}
+	if !slices.Contains(methods[action].kinds, t.Kind) {
+		return fmt.Errorf("method %s does not apply to a %s", action, t.Kind)
+	}
+	q.principal, q.agent = s.principal, s.agent
+	q.action = types.NewEntityUID(typeAction, types.String(action))
+	*ents = entities{sub: s}
+	q.entities = ents
+	upstream := types.NewEntityUID(typeUpstream, types.String(t.Upstream))
+	q.entities.add(types.Entity{UID: upstream})
+	if t.Kind == KindServer {
+		q.resource = upstream
+		return nil
+	}
+	q.resource = types.NewEntityUID(itemType, types.String(t.Upstream+"/"+t.Name))
+	q.entities.item, q.entities.pending = q.resource, true
+	q.entities.upstream, q.entities.itemName = t.Upstream, t.Name
+	q.entities.itemParents[0] = upstream
+	return nil
+}
+
+// contextMaps recycles the maps contexts are built in: types.NewRecord
+// copies its map, so the map is garbage as soon as the context is a
+// record, and a decision's allocations are what its latency tail comes
+// from (garbage collection). See releaseContext.
+var contextMaps = sync.Pool{New: func() any { return make(types.RecordMap, 10+len(argContext)) }}
+
+// releaseContext returns a context map that has been made a record, and
+// is not used again, to contextMaps.
+func releaseContext(ctx types.RecordMap) {
+	clear(ctx)
+	contextMaps.Put(ctx)
+}
+
+// context returns the context of r for this subject, without the
+// arguments, in a map from contextMaps.
+func (s *subject) context(r *Request) types.RecordMap {
+	ctx := contextMaps.Get().(types.RecordMap)
+	ctx["agent"] = s.agent
+	ctx["delegated"] = types.Boolean(s.delegated)
+	ctx["authMethod"] = s.authMethod
+	ctx["scopes"] = s.scopes
+	ctx["annotations"] = annotationRecords[annotationBits(r.Annotations)]
+	ctx["risk"] = types.String(r.Annotations.Risk)
+	ctx["mandate"] = types.NewRecord(types.RecordMap{
+		"id":      types.String(r.Mandate.ID),
+		"covered": types.Boolean(r.Mandate.Covered),
+	})
+	ctx["intent"] = types.String(r.Intent)
+	ctx["time"] = types.NewDatetime(r.Time)
+	ctx["sessionTainted"] = types.Boolean(r.SessionTainted)
+	return ctx
+}
+
+// annotationRecords holds the context.annotations record of every
+// combination of the four flags, built once: records are immutable, and
+// building one hashes and copies it.
+var annotationRecords = func() (out [16]types.Record) {
+	for i := range out {
+		out[i] = types.NewRecord(types.RecordMap{
+			"readOnly":    types.Boolean(i&1 != 0),
+			"destructive": types.Boolean(i&2 != 0),
+			"idempotent":  types.Boolean(i&4 != 0),
+			"openWorld":   types.Boolean(i&8 != 0),
+		})
+	}
+	return out
+}()
+
+func annotationBits(a Annotations) int {
+	n := 0
+	for i, set := range []bool{a.ReadOnly, a.Destructive, a.Idempotent, a.OpenWorld} {
+		if set {
+			n |= 1 << i
+		}
+	}
+	return n
+}
+
+// trustRecords holds the attributes of an agent at each trust level the
+// registry gives, built once.
+var trustRecords = func() map[string]types.Record {
+	out := map[string]types.Record{}
+	for _, t := range []string{identity.TrustUntrusted, identity.TrustStandard, identity.TrustTrusted} {
+		out[t] = types.NewRecord(types.RecordMap{"trust": types.String(t)})
+	}
+	return out
+}()
+
+func agentAttributes(trust string) types.Record {
+	if r, ok := trustRecords[trust]; ok {
+		return r
+	}
+	return types.NewRecord(types.RecordMap{"trust": types.String(trust)})
+}
+
+// withUnknownArgs leaves the arguments of ctx unknown, for partial
+// evaluation.
+func withUnknownArgs(ctx types.RecordMap) types.RecordMap {
+	for _, name := range argContext {
+		ctx[types.String(name)] = unknown(name)
+	}
+	return ctx
+}
+
 // ask maps r, asked as action, to a Cedar question. When unknownArgs is
 // set, the arguments (context.args, numbers and decimals) are left unknown
 // for partial evaluation.
 func ask(r Request, action string, unknownArgs bool) (question, error) {
-	p := r.Principal
-	if p == nil {
-		return question{}, errNoPrincipal
-	}
-	if p.Agent == "" {
-		return question{}, errNoAgent
-	}
-	itemType, ok := itemTypes[r.Target.Kind]
-	if !ok {
-		return question{}, fmt.Errorf("unknown target kind %q", r.Target.Kind)
-	}
-	if !slices.Contains(methods[action].kinds, r.Target.Kind) {
-		return question{}, fmt.Errorf("method %s does not apply to a %s", action, r.Target.Kind)
-	}
-	q := question{
-		action:   types.NewEntityUID(typeAction, types.String(action)),
-		entities: make(types.EntityMap, 8),
-	}
-
-	agent := types.NewEntityUID(typeAgent, types.String(p.Agent))
-	q.entities[agent] = types.Entity{
-		UID:        agent,
-		Attributes: types.NewRecord(types.RecordMap{"trust": types.String(p.Trust())}),
-	}
-	if p.Delegated() {
-		q.principal = types.NewEntityUID(typeUser, types.String(p.User))
-		groups := make([]types.Value, 0, len(p.Groups))
-		parents := make([]types.EntityUID, 0, len(p.Groups))
-		for _, g := range p.Groups {
-			groups = append(groups, types.String(g))
-			gid := types.NewEntityUID(typeGroup, types.String(g))
-			parents = append(parents, gid)
-			q.entities[gid] = types.Entity{UID: gid}
-		}
-		q.entities[q.principal] = types.Entity{
-			UID:     q.principal,
-			Parents: types.NewEntityUIDSet(parents...),
-			Attributes: types.NewRecord(types.RecordMap{
-				"email":  types.String(p.Email),
-				"groups": types.NewSet(groups...),
-			}),
-		}
-	} else {
-		q.principal = agent
-	}
-
-	upstream := types.NewEntityUID(typeUpstream, types.String(r.Target.Upstream))
-	q.entities[upstream] = types.Entity{UID: upstream}
-	if r.Target.Kind == KindServer {
-		q.resource = upstream
-	} else {
-		q.resource = types.NewEntityUID(itemType, types.String(r.Target.Upstream+"/"+r.Target.Name))
-		q.entities[q.resource] = types.Entity{
-			UID:     q.resource,
-			Parents: types.NewEntityUIDSet(upstream),
-			Attributes: types.NewRecord(types.RecordMap{
-				"upstream": types.String(r.Target.Upstream),
-				"name":     types.String(r.Target.Name),
-			}),
-		}
-	}
-
-	scopes := make([]types.Value, 0, len(p.Scopes))
-	for _, s := range p.Scopes {
-		scopes = append(scopes, types.String(s))
-	}
-	q.context = types.RecordMap{
-		"agent":      agent,
-		"delegated":  types.Boolean(p.Delegated()),
-		"authMethod": types.String(p.Method),
-		"scopes":     types.NewSet(scopes...),
-		"annotations": types.NewRecord(types.RecordMap{
-			"readOnly":    types.Boolean(r.Annotations.ReadOnly),
-			"destructive": types.Boolean(r.Annotations.Destructive),
-			"idempotent":  types.Boolean(r.Annotations.Idempotent),
-			"openWorld":   types.Boolean(r.Annotations.OpenWorld),
-		}),
-		"risk": types.String(r.Annotations.Risk),
-		"mandate": types.NewRecord(types.RecordMap{
-			"id":      types.String(r.Mandate.ID),
-			"covered": types.Boolean(r.Mandate.Covered),
-		}),
-		"intent":         types.String(r.Intent),
-		"time":           types.NewDatetime(r.Time),
-		"sessionTainted": types.Boolean(r.SessionTainted),
-	}
-	if unknownArgs {
-		for _, name := range argContext {
-			q.context[types.String(name)] = unknown(name)
-		}
-		return q, nil
-	}
-	a, err := argEntities(r.Args)
+	s, err := subjectOf(r.Principal)
 	if err != nil {
 		return question{}, err
 	}
-	q.context["args"], q.context["numbers"], q.context["decimals"] = argsUID, numbersUID, decimalsUID
-	q.entities[argsUID] = types.Entity{UID: argsUID, Tags: types.NewRecord(a.tags)}
-	q.entities[numbersUID] = types.Entity{UID: numbersUID, Tags: types.NewRecord(a.numbers)}
-	q.entities[decimalsUID] = types.Entity{UID: decimalsUID, Tags: types.NewRecord(a.decimals)}
+	var q question
+	if err := s.target(&q, new(entities), r.Target, action); err != nil {
+		return question{}, err
+	}
+	q.context = s.context(&r)
+	if unknownArgs {
+		withUnknownArgs(q.context)
+		return q, nil
+	}
+	ts, err := argTexts(r.Args)
+	if err != nil {
+		return question{}, err
+	}
+	q.context["args"], q.context["numbers"], q.context["decimals"] = argsValue, numbersValue, decimalsValue
+	q.entities.args, q.entities.argsPending = ts, true
 	return q, nil
 }
 
@@ -227,22 +428,50 @@ type callArgs struct {
 // as a float64, as mandate constraints and the approval hash read it, so
 // the three never disagree on what the agent sent.
 func argEntities(args map[string]any) (callArgs, error) {
-	a := callArgs{tags: make(types.RecordMap, len(args))}
+	ts, err := argTexts(args)
+	if err != nil {
+		return callArgs{}, err
+	}
+	return callArgsOf(ts), nil
+}
+
+// argText is one argument as its Arguments tag: a string as itself, any
+// other value as its JSON text.
+type argText struct {
+	key, text string
+	json      bool
+}
+
+// argTexts is the part of argEntities that can fail, done for every call:
+// a call whose arguments cannot be written as tags is denied whether or
+// not a policy reads them. The entities themselves (callArgsOf) are built
+// only when a policy looks them up.
+func argTexts(args map[string]any) ([]argText, error) {
+	ts := make([]argText, 0, len(args))
 	for k, v := range args {
-		key := types.String(k)
 		if s, ok := v.(string); ok {
-			a.tags[key] = types.String(s)
+			ts = append(ts, argText{key: k, text: s})
 			continue
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return callArgs{}, fmt.Errorf("argument %q: %w", k, err)
+			return nil, fmt.Errorf("argument %q: %w", k, err)
 		}
-		a.tags[key] = types.String(b)
-		if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		ts = append(ts, argText{key: k, text: string(b), json: true})
+	}
+	return ts, nil
+}
+
+func callArgsOf(ts []argText) callArgs {
+	a := callArgs{tags: make(types.RecordMap, len(ts))}
+	for _, t := range ts {
+		key := types.String(t.key)
+		a.tags[key] = types.String(t.text)
+		b := t.text
+		if !t.json || len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
 			continue
 		}
-		f, err := strconv.ParseFloat(string(b), 64)
+		f, err := strconv.ParseFloat(b, 64)
 		if err != nil {
 			continue
 		}
@@ -259,7 +488,7 @@ func argEntities(args map[string]any) (callArgs, error) {
 			a.decimals[key] = d
 		}
 	}
-	return a, nil
+	return a
 }
 
 // maxExactInt is the largest integer that float64 tells apart from its

@@ -86,7 +86,7 @@ func TestMapping(t *testing.T) {
 				t.Errorf("resource = %s, want %s", got, tt.resource)
 			}
 			var parents []string
-			for p := range q.entities[q.principal].Parents.All() {
+			for p := range entityOf(q, q.principal).Parents.All() {
 				parents = append(parents, p.String())
 			}
 			if !slices.Equal(parents, tt.parents) {
@@ -101,7 +101,7 @@ func TestMapping(t *testing.T) {
 			}
 			if tt.req.Target.Kind != KindServer {
 				want := types.NewEntityUID(typeUpstream, types.String(tt.req.Target.Upstream))
-				if !q.entities[q.resource].Parents.Contains(want) {
+				if !entityOf(q, q.resource).Parents.Contains(want) {
 					t.Errorf("resource parents lack %s", want)
 				}
 			}
@@ -219,7 +219,7 @@ func TestMappingTrust(t *testing.T) {
 					t.Fatal(err)
 				}
 				agent := types.NewEntityUID(typeAgent, types.String(tt.p.Agent))
-				got, ok := q.entities[agent].Attributes.Get("trust")
+				got, ok := entityOf(q, agent).Attributes.Get("trust")
 				if !ok || got != types.String(tt.want) {
 					t.Errorf("Agent trust = %v, want %q", got, tt.want)
 				}
@@ -242,7 +242,7 @@ func TestMappingUnknownArgs(t *testing.T) {
 		}
 	}
 	for _, uid := range []types.EntityUID{argsUID, numbersUID, decimalsUID} {
-		if _, ok := q.entities[uid]; ok {
+		if _, ok := q.entities.Get(uid); ok {
 			t.Errorf("visibility question holds %s", uid)
 		}
 	}
@@ -255,10 +255,10 @@ func TestMappingUnknownArgs(t *testing.T) {
 			t.Errorf("call: context.%s = %v, want %v", name, q.context[name], uid)
 		}
 	}
-	if n, _ := q.entities[numbersUID].Tags.Get("amount"); n != types.Long(150) {
+	if n, _ := entityOf(q, numbersUID).Tags.Get("amount"); n != types.Long(150) {
 		t.Errorf("numbers amount = %v", n)
 	}
-	if _, ok := q.entities[numbersUID].Tags.Get("memo"); ok {
+	if _, ok := entityOf(q, numbersUID).Tags.Get("memo"); ok {
 		t.Error("a string argument is a number")
 	}
 }
@@ -305,4 +305,10 @@ func FuzzArgNumbers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// entityOf returns q's entity uid, or the zero entity.
+func entityOf(q question, uid types.EntityUID) types.Entity {
+	e, _ := q.entities.Get(uid)
+	return e
 }

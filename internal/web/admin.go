@@ -82,6 +82,29 @@ type AdminOptions struct {
 	// Log receives one record per change (who changed what, from what to
 	// what) and per refused request. Nil discards.
 	Log *slog.Logger
+	// RecordChange, if set, durably records each agent suspended or
+	// resumed and each account disabled or enabled (the audit log), once
+	// the store has made the change. An error answers 500, saying the
+	// change was made but not recorded, so no administrator takes an
+	// unrecorded change for a recorded one. Nil records them in Log only.
+	// Mandates and approvals are recorded by their services' own events.
+	RecordChange func(ctx context.Context, c Change) error
+}
+
+// Change is one administrative change made through the admin API.
+type Change struct {
+	// Action is "agent.suspend", "agent.resume", "user.disable" or
+	// "user.enable".
+	Action string
+	// Target is the agent's id or the account's username.
+	Target string
+	// From and To are the states before and after ("active",
+	// "suspended", "enabled", "disabled"); equal when the target already
+	// was in the state asked for.
+	From, To string
+	// ByUser is the administrator's user id, ByAgent the client they
+	// used.
+	ByUser, ByAgent string
 }
 
 // NewAdminAPI returns the admin JSON API. It must be mounted at
@@ -462,6 +485,9 @@ func (a *adminAPI) setAgentStatus(verb, status string) route {
 			return nil, err
 		}
 		a.logChange(ctx, c, "agent."+verb, id, before.Status, after.Status)
+		if err := a.recordChange(ctx, c, "agent."+verb, id, before.Status, after.Status); err != nil {
+			return nil, err
+		}
 		return ViewAgent(after), nil
 	}
 }
@@ -505,6 +531,9 @@ func (a *adminAPI) setUserDisabled(verb string, disabled bool) route {
 			return nil, fmt.Errorf("read back user: %w", err)
 		}
 		a.logChange(ctx, c, "user."+verb, after.Username, userState(was), userState(after.Disabled))
+		if err := a.recordChange(ctx, c, "user."+verb, after.Username, userState(was), userState(after.Disabled)); err != nil {
+			return nil, err
+		}
 		return ViewUser(after), nil
 	}
 }
@@ -527,6 +556,22 @@ func (a *adminAPI) logChange(ctx context.Context, c *caller, action, target, fro
 		slog.Group("by",
 			slog.String("user_id", c.user.ID), slog.String("username", c.user.Username),
 			slog.String("agent", c.principal.Agent), slog.String("token_id", c.principal.TokenID)))
+}
+
+// recordChange passes a change to Options.RecordChange. Its failure is the
+// request's: the change stands, and the administrator is told it went
+// unrecorded.
+func (a *adminAPI) recordChange(ctx context.Context, c *caller, action, target, from, to string) error {
+	if a.opts.RecordChange == nil {
+		return nil
+	}
+	err := a.opts.RecordChange(ctx, Change{
+		Action: action, Target: target, From: from, To: to, ByUser: c.user.ID, ByAgent: c.principal.Agent,
+	})
+	if err != nil {
+		return &apiError{status: http.StatusInternalServerError, msg: "the change was made but could not be recorded in the audit log", err: err}
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
