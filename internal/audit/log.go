@@ -419,6 +419,15 @@ func (l *Log) commit(batch []*request) {
 		if err = l.loadHead(ctx); err != nil {
 			break
 		}
+		// What the other writer appended goes to the file first, so the
+		// file stays the chain in order: only one process of a data
+		// directory (the gateway) writes the file, and the others' records
+		// reach it this way.
+		if l.sink != nil {
+			if err = l.catchUpFile(ctx); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		fail(err)

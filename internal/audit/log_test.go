@@ -210,6 +210,45 @@ func TestTwoWritersOneChain(t *testing.T) {
 	}
 }
 
+// TestFileKeepsOtherWritersRecords: the gateway's log writes the file; a
+// command's log appends to the same chain in the store only. The file
+// still ends up the whole chain, in order, and verifies.
+func TestFileKeepsOtherWritersRecords(t *testing.T) {
+	st := openSQLite(t, filepath.Join(t.TempDir(), "mandate.db"))
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	signer := testSigner()
+	gw := openLog(t, st, "shared", &audit.Options{Signer: signer, File: file})
+	// The gateway's first record (it records its configuration at start).
+	if _, err := gw.Append(context.Background(), decision(0)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		cli := openLog(t, st, "shared", &audit.Options{Signer: signer})
+		if _, err := cli.Append(context.Background(), decision(100+i)); err != nil {
+			t.Fatal(err)
+		}
+		closeLog(t, cli)
+		for j := range 2 {
+			if _, err := gw.Append(context.Background(), decision(10*i+j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	closeLog(t, gw)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := audit.VerifyFile(f, testKeys())
+	if err != nil {
+		t.Fatalf("VerifyFile: %v", err)
+	}
+	if rep.Chains[0].Records != 10 {
+		t.Errorf("file holds %d records of the chain, want all 10", rep.Chains[0].Records)
+	}
+}
+
 // TestConcurrentAppends: many callers at once, all durable, batched, and
 // the chain verifies. Run with -race.
 func TestConcurrentAppends(t *testing.T) {

@@ -68,13 +68,21 @@ var (
 // A memory store without an audit file keeps its keys in memory too: its
 // records end with the process, and keys that outlived them would prove
 // nothing.
-func openAudit(ctx context.Context, cfg *config.Config, st store.Store, logger *slog.Logger) (*auditTrail, error) {
+//
+// Only the gateway (withFile) writes audit.file: a short-lived CLI command
+// appends to the store alone, and the gateway copies its records into the
+// file in chain order when it next writes (see audit.Log). Two processes
+// appending to one file could interleave it out of order.
+func openAudit(ctx context.Context, cfg *config.Config, st store.Store, logger *slog.Logger, withFile bool) (*auditTrail, error) {
 	if !cfg.Audit.On() {
 		return nil, nil
 	}
 	var keys *audit.Keys
 	var err error
-	file := cfg.AuditFile()
+	file := ""
+	if withFile {
+		file = cfg.AuditFile()
+	}
 	if cfg.Store.Driver == "memory" && file == "" {
 		keys, err = ephemeralKeys()
 	} else {

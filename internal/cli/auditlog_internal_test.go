@@ -24,7 +24,7 @@ func memoryTrail(t *testing.T) (*auditTrail, store.Store) {
 	st := memory.New()
 	t.Cleanup(func() { st.Close() })
 	cfg := &config.Config{DataDir: t.TempDir(), Store: config.Store{Driver: "memory"}}
-	a, err := openAudit(t.Context(), cfg, st, slog.New(slog.DiscardHandler))
+	a, err := openAudit(t.Context(), cfg, st, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 	if err != nil {
 		return nil, err
 	}
-	aud, err := openAudit(ctx, cfg, st, log)
+	aud, err := openAudit(ctx, cfg, st, log, true)
 	if err != nil {
 		st.Close()
 		return nil, err

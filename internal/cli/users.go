@@ -309,7 +309,7 @@ func (s *adminStore) record(ctx context.Context, rec audit.Record) error {
 	if rec.Actor == "" {
 		rec.Actor = actorCLI
 	}
-	a, err := openAudit(ctx, s.cfg, s.Store, slog.New(slog.DiscardHandler))
+	a, err := openAudit(ctx, s.cfg, s.Store, slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUnrecorded, err)
 	}
