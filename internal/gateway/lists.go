@@ -282,10 +282,10 @@ func (g *Gateway) handleList(ctx context.Context, sess *Session, lk listKind, pa
 	} else {
 		res.set(lk.field, page)
 	}
-	if lk.kind == toolsKind.kind {
-		if !g.opts.AllowUnlisted {
-			recordShown(sess, names[offset:end])
-		}
+	if lk.kind == toolsKind.kind && (!g.opts.AllowUnlisted || g.opts.Audit != nil) {
+		// Interrogation needs what the session was shown, and so does the
+		// audit record of each call (the hash of the definitions seen).
+		recordShown(sess, names[offset:end])
 	}
 	if end < len(items) {
 		res.set("nextCursor", g.cursors.encode(lk.kind, end))
