@@ -5,10 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"weak"
 
 	"github.com/mandate-mcp/mandate/internal/store"
 )
@@ -21,27 +18,16 @@ type auditData struct {
 	checkpoints map[string][]store.AuditCheckpoint // in Seq order
 }
 
-// auditTables holds each Store's auditData, keyed weakly so a store that is
-// no longer used takes its audit records with it. It stands in for a field
-// of Store until the struct can be extended.
-var auditTables sync.Map // weak.Pointer[Store] → *auditData
-
-// audit returns s's audit state, making it on first use.
-func (s *Store) audit() *auditData {
-	key := weak.Make(s)
-	if d, ok := auditTables.Load(key); ok {
-		return d.(*auditData)
-	}
-	d, loaded := auditTables.LoadOrStore(key, &auditData{
+func newAuditData() *auditData {
+	return &auditData{
 		chains:      make(map[string][]*store.AuditRecord),
 		byID:        make(map[string]*store.AuditRecord),
 		checkpoints: make(map[string][]store.AuditCheckpoint),
-	})
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Store]) { auditTables.Delete(k) }, key)
 	}
-	return d.(*auditData)
 }
+
+// audit returns s's audit state; the caller holds s.mu.
+func (s *Store) audit() *auditData { return s.auditLog }
 
 // AppendAudit implements store.AuditStore; the write lock makes the check
 // that the batch continues its chain and the write one step.

@@ -38,6 +38,7 @@ type Store struct {
 	signingKeys   map[string]store.SigningKey
 	mandates      map[string]store.Mandate
 	approvals     map[string]store.Approval // made on first write, in approvals.go
+	auditLog      *auditData
 }
 
 // healthRow carries the insertion sequence that breaks ties between events
@@ -67,6 +68,7 @@ func New() *Store {
 		refreshTokens: make(map[string]store.RefreshToken),
 		signingKeys:   make(map[string]store.SigningKey),
 		mandates:      make(map[string]store.Mandate),
+		auditLog:      newAuditData(),
 	}
 }
 
