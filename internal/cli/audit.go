@@ -36,7 +36,7 @@ Each also takes --config FILE and --data-dir DIR, as serve does.
 Every decision, outcome and administrative change is a record in a hash
 chain: each record names the hash of the one before it. The gateway signs
 the chain's head (a checkpoint) with an Ed25519 key kept in DATA_DIR/audit,
-every 30 seconds while it writes and when it stops. verify recomputes every
+every audit.checkpoint_interval (default 30s) while it writes and when it stops. verify recomputes every
 hash and checks every signature, and names the first record that was
 edited, deleted, reordered or inserted; it exits 1 if there is one.
 
