@@ -48,6 +48,9 @@ type auditTrail struct {
 	log      *audit.Log
 	redactor *audit.Redactor
 	logger   *slog.Logger
+	// public verifies the checkpoints log signs. It is kept here because
+	// a memory store's signing key exists only in this process.
+	public ed25519.PublicKey
 }
 
 // Interface guards: the consent services' event hooks, and the hooks the
@@ -110,7 +113,7 @@ func openAudit(ctx context.Context, cfg *config.Config, st store.Store, logger *
 	if err != nil {
 		return nil, err
 	}
-	return &auditTrail{log: l, redactor: redactor, logger: logger}, nil
+	return &auditTrail{log: l, redactor: redactor, logger: logger, public: keys.Signer.Public()}, nil
 }
 
 // ephemeralKeys is an audit identity that lives as long as the process.
@@ -212,7 +215,13 @@ func (a *auditTrail) MandateRevoked(m consent.Mandate) {
 	a.notify(mandateRecord(audit.EventMandateRevoked, m, m.RevokedBy))
 }
 
+// MandateUsed records a use only of a mandate with a use count, where
+// the count left is news; a use of an unlimited mandate is the decision
+// record that names it, and a second record per call would only cost.
 func (a *auditTrail) MandateUsed(m consent.Mandate) {
+	if m.UsesLeft == consent.Unlimited {
+		return
+	}
 	a.notify(mandateRecord(eventMandateUsed, m, m.Agent))
 }
 

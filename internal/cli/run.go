@@ -157,6 +157,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, stdioEntry
 		specs = append(specs, gateway.UpstreamSpec{
 			Conn: u, Prefix: uc.EffectivePrefix(), PerClient: uc.Session == config.SessionPerClient,
 			Timeout: uc.Timeout, MaxSessions: uc.MaxSessions, IdleTimeout: uc.IdleTimeout,
+			DistrustAnnotations: !uc.AnnotationsTrusted(),
 		})
 	}
 	rt.approvals = consent.NewApprovals(st, &consent.ApprovalOptions{

@@ -277,6 +277,14 @@ type Upstream struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// Restart tunes supervision of the upstream connection.
 	Restart Restart `yaml:"restart"`
+	// TrustAnnotations says whether decisions believe the upstream's tool
+	// annotations (readOnlyHint, destructiveHint, ...). Default true: an
+	// administrator chose the upstream. Set false for a third-party server
+	// whose hints must not be believed: Mandate then decides as if its
+	// tools stated none, with the MCP specification's worst-case defaults
+	// (destructive, open world, neither read-only nor idempotent), so a
+	// tool that calls itself read-only cannot escape approval by saying so.
+	TrustAnnotations *bool `yaml:"trust_annotations"`
 
 	// Line is the line of the entry in the source file, for messages.
 	Line int `yaml:"-"`
@@ -318,6 +326,13 @@ func (u Upstream) EffectivePrefix() string {
 		return *u.Prefix
 	}
 	return u.ID
+}
+
+// AnnotationsTrusted reports whether decisions believe u's tool
+// annotations; an Upstream built in code without a say is trusted, as
+// the file's default is.
+func (u Upstream) AnnotationsTrusted() bool {
+	return u.TrustAnnotations == nil || *u.TrustAnnotations
 }
 
 // Transport names the configured transport: "stdio", "http" or "sse".

@@ -165,4 +165,7 @@ func (u *Upstream) applyDefaults() {
 	if u.Restart.MaxBackoff == 0 {
 		u.Restart.MaxBackoff = DefaultMaxBackoff
 	}
+	if u.TrustAnnotations == nil {
+		u.TrustAnnotations = new(true)
+	}
 }

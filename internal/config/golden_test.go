@@ -19,7 +19,10 @@ const checkHeader = `# Golden report for testdata/bad.yaml: every problem of a b
 # secret from ${env:...} leaking into a message, from an upstream, from the
 # auth section (a client's redirect URI, an unset client secret) or from
 # policy.authzen (its URL, an unset header). Also guards against an audit
-# redaction rule that does not compile reaching the audit log at start.
+# redaction rule that does not compile reaching the audit log at start,
+# and against a YAML 1.1 boolean ("trust_annotations: no") passing
+# silently as the default, which would trust a server meant to be
+# distrusted.
 # Refresh with -update.
 `
 

@@ -132,6 +132,7 @@ upstreams:
     max_sessions: 3
     idle_timeout: 90s
     restart: {max_backoff: 1m}
+    trust_annotations: false
   - id: old
     prefix: ""
     sse: {url: "http://127.0.0.1:9/sse"}
@@ -152,21 +153,22 @@ upstreams:
 				Audit: defaultAudit(),
 				Upstreams: []Upstream{
 					{
-						ID:          "remote",
-						Prefix:      ptr("r"),
-						HTTP:        &HTTPUp{URL: "https://mcp.example/mcp", Headers: map[string]string{"X-Key": "k"}},
-						Timeout:     5 * time.Minute,
-						Session:     SessionPerClient,
-						MaxSessions: 3,
-						IdleTimeout: 90 * time.Second,
-						Restart:     Restart{MaxBackoff: time.Minute},
-						Line:        13,
+						ID:               "remote",
+						Prefix:           ptr("r"),
+						HTTP:             &HTTPUp{URL: "https://mcp.example/mcp", Headers: map[string]string{"X-Key": "k"}},
+						Timeout:          5 * time.Minute,
+						Session:          SessionPerClient,
+						MaxSessions:      3,
+						IdleTimeout:      90 * time.Second,
+						Restart:          Restart{MaxBackoff: time.Minute},
+						TrustAnnotations: ptr(false),
+						Line:             13,
 					},
 					upstream(Upstream{
 						ID:     "old",
 						Prefix: ptr(""),
 						SSE:    &SSEUp{URL: "http://127.0.0.1:9/sse"},
-						Line:   21,
+						Line:   22,
 					}),
 				},
 				Source: "t.yaml",

@@ -120,7 +120,7 @@ func (g *Gateway) filterList(ctx context.Context, sess *Session, lk listKind, ca
 		reqs[i] = policy.Request{
 			Principal: p, Method: itemMethod[lk.kind],
 			Target:      policy.Target{Kind: itemKind[lk.kind], Upstream: c.u.id, Name: c.name},
-			Annotations: c.annotations,
+			Annotations: c.u.hints(c.annotations),
 			Mandate:     policy.MandateRef{Covered: consent.Covers(active, c.u.id, c.name)},
 			Time:        now,
 		}
@@ -200,7 +200,7 @@ func (g *Gateway) decideItem(ctx context.Context, sess *Session, req *jsonrpc.Re
 		Principal: p, Method: req.Method,
 		Target:      policy.Target{Kind: kind, Upstream: u.id, Name: name},
 		Args:        args,
-		Annotations: annotationsOf(item),
+		Annotations: u.hints(annotationsOf(item)),
 		Mandate:     policy.MandateRef{ID: match.Mandate.ID, Covered: match.Covered()},
 		Intent:      intent,
 		Time:        time.Now(),
@@ -234,7 +234,10 @@ func (g *Gateway) decideItem(ctx context.Context, sess *Session, req *jsonrpc.Re
 		}
 		return errorResponse(req.ID, codeDenied, msg)
 	}
-	if match.Covered() {
+	// Only a mandate with a use count is spent: an unlimited one has
+	// nothing to count, so a call under it writes nothing to the store
+	// (the audit record of the decision names the mandate it used).
+	if match.Covered() && match.Mandate.UsesLeft != consent.Unlimited {
 		if _, err := g.opts.Mandates.Consume(ctx, match.Mandate.ID); err != nil {
 			return errorResponse(req.ID, codeDenied, "not allowed: the mandate is no longer usable")
 		}
@@ -245,7 +248,9 @@ func (g *Gateway) decideItem(ctx context.Context, sess *Session, req *jsonrpc.Re
 // annotationsOf reads a list item's tool annotations. Only flags the
 // upstream set explicitly count: a missing destructiveHint does not make a
 // tool destructive here (the specification's default), so policies decide
-// on what the definition says.
+// on what the definition says. That believes the upstream; decisions take
+// them through upState.hints, which does not for an upstream configured
+// so.
 func annotationsOf(item json.RawMessage) policy.Annotations {
 	var v struct {
 		Annotations toolHints `json:"annotations"`
@@ -254,6 +259,27 @@ func annotationsOf(item json.RawMessage) policy.Annotations {
 		return policy.Annotations{}
 	}
 	return v.Annotations.annotations()
+}
+
+// worstCaseHints are what a tool states when it states nothing, by the
+// MCP specification's defaults: not read-only, destructive, not
+// idempotent, open world. They stand in for the annotations of an
+// upstream whose hints are not believed (UpstreamSpec.DistrustAnnotations),
+// so that every rule keyed on a hint errs on the safe side: a destructive
+// tool still needs approval, and nothing passes for read-only.
+var worstCaseHints = policy.Annotations{Destructive: true, OpenWorld: true}
+
+// hints returns what decisions take as the annotations of one of u's
+// items, read from its definition as ann: ann itself when u's hints are
+// believed, worstCaseHints otherwise, whatever the item's kind (a prompt
+// or resource definition can carry an annotations member as well). Lists
+// and calls both decide through it, so an item cannot be listed on hints
+// that its call would not get.
+func (u *upState) hints(ann policy.Annotations) policy.Annotations {
+	if u.spec.DistrustAnnotations {
+		return worstCaseHints
+	}
+	return ann
 }
 
 // toolHints are the members of a tool's annotations that decisions read.

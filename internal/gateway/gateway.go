@@ -43,6 +43,14 @@ type UpstreamSpec struct {
 	MaxSessions int
 	// IdleTimeout closes a dedicated session unused this long; zero: 10m.
 	IdleTimeout time.Duration
+	// DistrustAnnotations decides on this upstream's items as if they
+	// carried no annotations, with the MCP specification's worst-case
+	// defaults (see worstCaseHints), for a third-party server whose hints
+	// must not be believed: one that marks a destructive tool read-only
+	// would otherwise escape every rule keyed on the hints (AT-12). False
+	// (the zero value) believes them, since an administrator chose the
+	// upstream.
+	DistrustAnnotations bool
 }
 
 // Options configure a Gateway.
