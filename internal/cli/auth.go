@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -202,9 +203,17 @@ func embeddedServer(ctx context.Context, cfg *config.Config, st store.Store, aud
 // external mode.
 func adminAPI(opts authn.Options, st store.Store, deps pageDeps, localIssuer string, log *slog.Logger) http.Handler {
 	opts.Scopes = []string{web.ScopeAdmin}
+	// The audit routes verify with the key this process signs with. It is
+	// the data directory's key that mandate audit verify uses, except for
+	// a memory store without an audit file, whose key is never written
+	// down.
+	var auditLog *web.AuditLog
+	if deps.audit != nil {
+		auditLog = &web.AuditLog{Store: st, Keys: []ed25519.PublicKey{deps.audit.public}}
+	}
 	api := web.NewAdminAPI(web.AdminOptions{
 		Store: st, LocalIssuer: localIssuer, Log: log, Mandates: deps.mandates, Approvals: deps.approvalService(st, log),
-		RecordChange: deps.audit.recordChange,
+		RecordChange: deps.audit.recordChange, Audit: auditLog,
 		InsufficientScope: func(w http.ResponseWriter, required []string) {
 			authn.WriteInsufficientScope(w, opts, required)
 		},

@@ -76,6 +76,10 @@ type AdminOptions struct {
 	// routes. Nil answers those routes with 503 and leaves the others
 	// working.
 	Approvals ApprovalService
+	// Audit is the audit log the audit routes read. Nil answers those
+	// routes with 404, saying the audit log is disabled, and leaves the
+	// others working.
+	Audit *AuditLog
 	// Now is the clock a mandate's status is judged by; nil means
 	// time.Now.
 	Now func() time.Time
@@ -132,6 +136,17 @@ type Change struct {
 //	                              the agent's retry of exactly that call goes
 //	                              through once
 //	POST approvals/{id}/deny      ApprovalView, denied by "admin:<user id>"
+//	GET  audit[?user=&agent=&tool=&upstream=&decision=&mandate=&kind=&since=&until=&limit=]
+//	                              {"records": [AuditRecordView...]}, newest
+//	                              first, filtered as mandate audit query
+//	                              filters; limit 100 unless given, at most 1000
+//	GET  audit/{id}               AuditRecordView
+//	GET  audit/{id}/explain       AuditStoryView: the record's story, also as
+//	                              the text mandate audit explain prints
+//	GET  audit/export             application/x-ndjson: every record and
+//	                              checkpoint, as mandate audit export prints them
+//	GET  audit/verify             AuditReportView: the chains verified with
+//	                              AuditLog.Keys, and where each first fails
 //
 // Deciding a request that is no longer pending (decided, used or expired)
 // is a 409 that changes nothing.
@@ -171,6 +186,12 @@ func NewAdminAPI(opts AdminOptions) http.Handler {
 	a.handle(http.MethodGet, "approvals/{id}", a.showApproval)
 	a.handle(http.MethodPost, "approvals/{id}/approve", a.decideApproval("approve", true))
 	a.handle(http.MethodPost, "approvals/{id}/deny", a.decideApproval("deny", false))
+	// export and verify come before {id}, which would take them too.
+	a.handle(http.MethodGet, "audit", a.queryAudit)
+	a.handle(http.MethodGet, "audit/export", a.exportAudit)
+	a.handle(http.MethodGet, "audit/verify", a.verifyAudit)
+	a.handle(http.MethodGet, "audit/{id}", a.showAuditRecord)
+	a.handle(http.MethodGet, "audit/{id}/explain", a.explainAuditRecord)
 	return a
 }
 
@@ -198,8 +219,9 @@ type caller struct {
 }
 
 // route handles one authorized request and returns the value to answer
-// with (status 200), or an error: an *apiError says what the client is
-// told, any other error is logged and answered with 500.
+// with (status 200, as JSON unless it is a *stream), or an error: an
+// *apiError says what the client is told, any other error is logged and
+// answered with 500.
 type route func(ctx context.Context, in *call) (any, error)
 
 // call is what a route gets of one authorized request.
@@ -259,17 +281,77 @@ func (a *adminAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := e.fn(r.Context(), in)
 	if err != nil {
-		var ae *apiError
-		if !errors.As(err, &ae) {
-			ae = &apiError{status: http.StatusInternalServerError, msg: "internal error", err: err}
-		}
-		if ae.status >= http.StatusInternalServerError {
-			a.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		}
-		writeError(w, ae)
+		a.fail(w, r, err)
+		return
+	}
+	if s, ok := v.(*stream); ok {
+		a.stream(w, r, s)
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// fail answers a request whose route failed.
+func (a *adminAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = &apiError{status: http.StatusInternalServerError, msg: "internal error", err: err}
+	}
+	if ae.status >= http.StatusInternalServerError {
+		a.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, ae)
+}
+
+// stream is a route's answer written as it is read, for a body too large
+// to hold in memory: the audit export.
+type stream struct {
+	contentType string
+	write       func(ctx context.Context, w io.Writer) error
+}
+
+// stream writes s. The status is sent with the first bytes, so a failure
+// before them is still a JSON error. A failure after them aborts the
+// response: only a broken response tells the client the body is
+// incomplete, where a short export ending at a checkpoint would still
+// verify and pass for the whole log.
+func (a *adminAPI) stream(w http.ResponseWriter, r *http.Request, s *stream) {
+	sw := &streamWriter{w: w, contentType: s.contentType}
+	if r.Method == http.MethodHead {
+		sw.start()
+		return
+	}
+	if err := s.write(r.Context(), sw); err != nil {
+		if !sw.started {
+			a.fail(w, r, err)
+			return
+		}
+		a.log.Error("admin API response aborted", "method", r.Method, "path", r.URL.Path, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	sw.start()
+}
+
+// streamWriter sends the status and headers of a stream with its first
+// bytes.
+type streamWriter struct {
+	w           http.ResponseWriter
+	contentType string
+	started     bool
+}
+
+func (s *streamWriter) start() {
+	if s.started {
+		return
+	}
+	s.started = true
+	s.w.Header().Set("Content-Type", s.contentType)
+	s.w.WriteHeader(http.StatusOK)
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	s.start()
+	return s.w.Write(p)
 }
 
 // match finds the endpoint for r and the values of its {name} segments.
@@ -297,6 +379,9 @@ func (a *adminAPI) match(r *http.Request) (*endpoint, []string, []string) {
 		}
 		if r.Method == e.method || (r.Method == http.MethodHead && e.method == http.MethodGet) {
 			return e, args, nil
+		}
+		if slices.Contains(allowed, e.method) {
+			continue
 		}
 		allowed = append(allowed, e.method)
 		if e.method == http.MethodGet {
