@@ -37,7 +37,6 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,6 +48,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/authserver/assertion"
 	"github.com/mandate-mcp/mandate/internal/authserver/federation"
+	"github.com/mandate-mcp/mandate/internal/loopback"
 	"github.com/mandate-mcp/mandate/internal/store"
 	"github.com/mandate-mcp/mandate/internal/users"
 )
@@ -320,22 +320,13 @@ func checkIssuer(issuer string) (string, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopbackHost(u.Hostname()) {
+		if !loopback.Host(u.Hostname()) {
 			return "", errors.New("http is allowed only for a loopback host")
 		}
 	default:
 		return "", fmt.Errorf("unsupported scheme %q", u.Scheme)
 	}
 	return issuer, nil
-}
-
-// isLoopbackHost reports whether host is localhost or a loopback address.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Handler serves every path in Paths; anything else is a 404.

@@ -17,6 +17,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/mandate-mcp/mandate/internal/loopback"
 	"github.com/mandate-mcp/mandate/internal/store"
 )
 
@@ -365,7 +366,7 @@ func checkRedirectURI(s string) error {
 			return errors.New("has no host")
 		}
 	case "http":
-		if !isLoopbackHost(u.Hostname()) {
+		if !loopback.Host(u.Hostname()) {
 			return errors.New("http is allowed only for a loopback host")
 		}
 	case "javascript", "data", "vbscript", "file", "about", "blob", "filesystem", "ftp", "ws", "wss":

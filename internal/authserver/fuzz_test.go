@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mandate-mcp/mandate/internal/loopback"
 )
 
 // FuzzCheckRedirectURI: whatever a registration sends, an accepted redirect
@@ -29,7 +31,7 @@ func FuzzCheckRedirectURI(f *testing.F) {
 		case "javascript", "data", "vbscript", "file":
 			t.Fatalf("accepted %q", s)
 		case "http":
-			if !isLoopbackHost(u.Hostname()) {
+			if !loopback.Host(u.Hostname()) {
 				t.Fatalf("accepted non-loopback http %q", s)
 			}
 		}

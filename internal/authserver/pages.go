@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/loopback"
 	"github.com/mandate-mcp/mandate/internal/store"
 )
 
@@ -476,7 +477,7 @@ func (s *Server) consentForm(w http.ResponseWriter, r *http.Request) {
 		if ru.Scheme != "https" && ru.Scheme != "http" {
 			p.RedirectHost = ru.Scheme + "://" + ru.Host
 		}
-		p.Loopback = isLoopbackHost(ru.Hostname())
+		p.Loopback = loopback.Host(ru.Hostname())
 	}
 	for _, sc := range ar.Scopes {
 		p.Scopes = append(p.Scopes, scopeLine{Name: sc, Description: scopeDescriptions[sc]})

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mandate-mcp/mandate/internal/loopback"
 )
 
 // Problem is one thing wrong with a configuration, located in its file so an
@@ -641,7 +643,7 @@ func secureURL(raw string) (*url.URL, string) {
 	}
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && loopbackHost(u.Hostname()):
+	case u.Scheme == "http" && loopback.Host(u.Hostname()):
 	default:
 		return nil, want
 	}
@@ -668,15 +670,5 @@ func publicURLProblem(raw string) string {
 // from this machine only. An empty host listens on every interface.
 func loopbackListen(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	return err == nil && loopbackHost(host)
-}
-
-// loopbackHost reports whether host names this machine: "localhost" or a
-// loopback address. Other names are not resolved; they count as remote.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && loopback.Host(host)
 }

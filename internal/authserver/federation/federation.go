@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -32,6 +31,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/mandate-mcp/mandate/internal/loopback"
 )
 
 // Errors for two audiences: the browser is shown a generic "sign-in
@@ -158,7 +159,7 @@ type Provider struct {
 // Discovery fails unless the document's issuer equals opts.Issuer exactly.
 func New(ctx context.Context, opts Options) (*Provider, error) {
 	iss, err := url.Parse(opts.Issuer)
-	if err != nil || iss.Host == "" || !(iss.Scheme == "https" || iss.Scheme == "http" && isLoopback(iss.Hostname())) {
+	if err != nil || iss.Host == "" || !(iss.Scheme == "https" || iss.Scheme == "http" && loopback.Host(iss.Hostname())) {
 		return nil, fmt.Errorf("federation: issuer %q must be an https URL", opts.Issuer)
 	}
 	if opts.ClientID == "" {
@@ -225,14 +226,6 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		ttl:        ttl,
 		now:        time.Now,
 	}, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Issuer returns the provider's issuer.
