@@ -10,10 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mandate-mcp/mandate/internal/keyfile"
 )
 
 // Files of one replica's audit identity, in its data directory's "audit"
@@ -190,44 +191,10 @@ func ParsePublicKeys(data []byte) ([]ed25519.PublicKey, error) {
 	return out, nil
 }
 
-// loadOrCreate returns the content of the secret file at path, first writing
-// what create makes if the file does not exist. The new file is written
-// under a temporary name and linked into place, so no reader ever sees it
-// half written and a concurrent creator's file wins or loses whole.
+// loadOrCreate returns the content of the secret file at path, first
+// writing what create makes if it does not exist (see keyfile.LoadOrCreate).
 func loadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
-	data, err := readSecret(path)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return data, err
-	}
-	content, err := create()
-	if err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, err
-	}
-	syncDir(filepath.Dir(path))
-	return readSecret(path)
+	return keyfile.LoadOrCreate(path, create, readSecret)
 }
 
 // readSecret reads a secret file, refusing one that group or others may
@@ -246,13 +213,4 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is accessible to others (mode %04o); make it 0600", path, fi.Mode().Perm())
 	}
 	return io.ReadAll(f)
-}
-
-// syncDir makes a new directory entry durable; failure only risks losing a
-// file that can be created again, so it is ignored.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

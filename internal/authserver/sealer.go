@@ -9,9 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/mandate-mcp/mandate/internal/keyfile"
 )
 
 // Sealer protects secrets the authorization server keeps at rest (signing
@@ -80,45 +81,14 @@ func (s *FileSealer) DeriveKey(purpose string) []byte {
 }
 
 func loadOrCreateKey(dir string) ([]byte, error) {
-	path := filepath.Join(dir, SealKeyFile)
-	key, err := readKey(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return key, err
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	key = make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(dir, ".seal-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return readKey(path)
-		}
-		return nil, err
-	}
-	return key, nil
+	return keyfile.LoadOrCreate(filepath.Join(dir, SealKeyFile), func() ([]byte, error) {
+		key := make([]byte, 32)
+		_, err := rand.Read(key)
+		return key, err
+	}, readKey)
 }
 
 func readKey(path string) ([]byte, error) {
