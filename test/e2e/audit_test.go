@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,20 +57,57 @@ func newLocalMandate(t *testing.T) *localMandate {
 	t.Helper()
 	bin := BuildGoBinary(t, "./cmd/mandate")
 	dir := t.TempDir()
-	m := &localMandate{bin: bin, config: filepath.Join(dir, "mandate.yaml"), dataDir: filepath.Join(dir, "data"),
-		addr: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\nauth: {mode: none}\nupstreams:\n  - id: demo\n    stdio: {command: %q, args: [\"demo-upstream\"]}\n",
-		m.addr, m.dataDir, bin)
-	if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	m := &localMandate{bin: bin, config: filepath.Join(dir, "mandate.yaml"), dataDir: filepath.Join(dir, "data")}
+	m.listenOn(t, FreePort(t))
 	return m
 }
 
+// listenOn (re)writes the config for port.
+func (m *localMandate) listenOn(t *testing.T, port int) {
+	t.Helper()
+	m.addr = "127.0.0.1:" + strconv.Itoa(port)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\nauth: {mode: none}\nupstreams:\n  - id: demo\n    stdio: {command: %q, args: [\"demo-upstream\"]}\n",
+		m.addr, m.dataDir, m.bin)
+	if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs `mandate serve` and waits until this Mandate answers
+// /healthz. A free port can be taken by a parallel test between choosing
+// it and binding it; then Mandate exits (or another server answers), and
+// start moves to a new port, at most twice.
 func (m *localMandate) start(t *testing.T) {
 	t.Helper()
-	m.proc = StartProcess(t, "mandate serve", exec.Command(m.bin, "serve", "--config", m.config))
-	WaitForListen(t, m.addr, 30*time.Second)
+	for attempt := 0; ; attempt++ {
+		m.proc = StartProcess(t, "mandate serve", exec.Command(m.bin, "serve", "--config", m.config))
+		if m.healthy(30 * time.Second) {
+			return
+		}
+		m.proc.Stop()
+		if attempt == 2 {
+			t.Fatalf("mandate serve did not become healthy on %s:\n%s", m.addr, m.proc.Output())
+		}
+		m.listenOn(t, FreePort(t))
+	}
+}
+
+// healthy waits for this process's /healthz; false when it exited first.
+func (m *localMandate) healthy(timeout time.Duration) bool {
+	c := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m.proc.Exited() {
+			return false
+		}
+		resp, err := c.Get("http://" + m.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !m.proc.Exited() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (m *localMandate) url() string { return "http://" + m.addr + "/mcp" }
