@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -291,15 +292,35 @@ func GoEverythingServer(t testing.TB) string {
 // Processes and ports
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// It picks below the kernel's range for outgoing connections (32768 and
+// up on Linux), so no client socket of a parallel test can be given the
+// port before its server binds it, and never hands out a port twice in
+// one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("e2e: FreePort: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("e2e: FreePort: no free port found")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // WaitForListen waits until something accepts TCP connections at addr.
 func WaitForListen(t testing.TB, addr string, timeout time.Duration) {
