@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -61,15 +60,7 @@ func TestAuditProblems(t *testing.T) {
 			[]string{"t.yaml:1:9: audit.sink: unknown key (want one of enabled, file, checkpoint_interval, redact)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("t.yaml", []byte(tc.yaml))
-			var cerr *Error
-			if !errors.As(err, &cerr) {
-				t.Fatalf("Parse = %v, want *Error", err)
-			}
-			var got []string
-			for _, p := range cerr.Problems {
-				got = append(got, p.String())
-			}
+			got, _ := parseProblems(t, tc.yaml)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("problems:\n got %q\nwant %q", got, tc.want)
 			}

@@ -933,18 +933,10 @@ auth:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("t.yaml", []byte(tt.yaml))
-			if cfg != nil {
+			if cfg, _ := Parse("t.yaml", []byte(tt.yaml)); cfg != nil {
 				t.Errorf("Parse returned a Config along with problems")
 			}
-			var cerr *Error
-			if !errors.As(err, &cerr) {
-				t.Fatalf("Parse error = %v (%T), want *Error", err, err)
-			}
-			var got []string
-			for _, p := range cerr.Problems {
-				got = append(got, p.String())
-			}
+			got, err := parseProblems(t, tt.yaml)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("problems:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(tt.want, "\n     "))
 			}
@@ -953,6 +945,22 @@ auth:
 			}
 		})
 	}
+}
+
+// parseProblems parses doc, which must fail with *Error, and returns its
+// problems as "file:line:col: field: message" lines, with the error.
+func parseProblems(t *testing.T, doc string) ([]string, error) {
+	t.Helper()
+	_, err := Parse("t.yaml", []byte(doc))
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("Parse error = %v (%T), want *Error", err, err)
+	}
+	got := make([]string, 0, len(cerr.Problems))
+	for _, p := range cerr.Problems {
+		got = append(got, p.String())
+	}
+	return got, err
 }
 
 // aliasBomb returns a small document that names one 1,000-item list from

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -102,15 +101,7 @@ func TestPolicyProblems(t *testing.T) {
 			[]string{"t.yaml:1:52: policy.authzen.tenant: unknown key (want one of url, timeout, headers)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("t.yaml", []byte(tc.yaml))
-			var cerr *Error
-			if !errors.As(err, &cerr) {
-				t.Fatalf("Parse = %v, want *Error", err)
-			}
-			var got []string
-			for _, p := range cerr.Problems {
-				got = append(got, p.String())
-			}
+			got, err := parseProblems(t, tc.yaml)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("problems:\n got %q\nwant %q", got, tc.want)
 			}
