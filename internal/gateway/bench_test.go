@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/benchstat"
 	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/policy"
@@ -224,15 +224,15 @@ func BenchmarkFilterList500(b *testing.B) {
 			ctx := context.Background()
 			list := benchRequest(b, float64(1), "tools/list", map[string]any{})
 			b.Logf("%d tools listed", listedCount(b, benchOK(b, g.Handle(ctx, sess, list, nil)))-1)
-			var lat benchLatencies
+			var lat benchstat.Latencies
 			b.ReportAllocs()
 			for b.Loop() {
 				t := time.Now()
 				resp := g.Handle(ctx, sess, list, nil)
-				lat.add(time.Since(t))
+				lat.Add(time.Since(t))
 				benchOK(b, resp)
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -252,35 +252,17 @@ func BenchmarkToolsCall(b *testing.B) {
 			benchOK(b, g.Handle(ctx, sess, benchRequest(b, float64(1), "tools/list", map[string]any{}), nil))
 			call := benchRequest(b, float64(2), "tools/call", map[string]any{
 				"name": "list_issues", "arguments": map[string]any{"repo": "org-07/api"}})
-			var lat benchLatencies
+			var lat benchstat.Latencies
 			b.ReportAllocs()
 			for b.Loop() {
 				t := time.Now()
 				resp := g.Handle(ctx, sess, call, nil)
-				lat.add(time.Since(t))
+				lat.Add(time.Since(t))
 				benchOK(b, resp)
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
-}
-
-// benchLatencies collects the duration of each benchmark operation and
-// reports their median and 99th percentile, which the performance targets
-// are stated in and ns/op (a mean) does not show.
-type benchLatencies []time.Duration
-
-func (l *benchLatencies) add(d time.Duration) { *l = append(*l, d) }
-
-func (l benchLatencies) report(b *testing.B) {
-	if len(l) == 0 {
-		return
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	b.ReportMetric(float64(at(0.50))/1e3, "p50-us")
-	b.ReportMetric(float64(at(0.99))/1e3, "p99-us")
 }
 
 // FuzzItemFields checks the one-pass reading of list items that keeps

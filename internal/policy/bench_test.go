@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/benchstat"
 	"github.com/mandate-mcp/mandate/internal/identity"
 )
 
@@ -52,7 +52,7 @@ func BenchmarkDecide1000Policies(b *testing.B) {
 	if d := s.Decide(r); d.Effect != Allow {
 		b.Fatalf("the benchmark's call is not allowed: %+v", d)
 	}
-	var lat Latencies
+	var lat benchstat.Latencies
 	b.ReportAllocs()
 	for b.Loop() {
 		t := time.Now()
@@ -91,7 +91,7 @@ func BenchmarkVisible500Tools(b *testing.B) {
 			if n := visibleCount(ok); n == 0 || n == len(ok) {
 				b.Fatalf("%d of %d tools visible: the listing filters nothing", n, len(ok))
 			}
-			var lat Latencies
+			var lat benchstat.Latencies
 			b.ReportAllocs()
 			for b.Loop() {
 				t := time.Now()
@@ -123,27 +123,6 @@ func mustCompileFiles(tb testing.TB, files map[string][]byte) *Snapshot {
 		tb.Fatalf("Compile: %d problems, first %v", len(problems), problems[0])
 	}
 	return s
-}
-
-// Latencies collects the duration of each benchmark operation and reports
-// their median and 99th percentile, which the performance targets are
-// stated in and ns/op (a mean) does not show. It is exported for the
-// benchmarks of package policy_test.
-type Latencies []time.Duration
-
-// Add records one operation.
-func (l *Latencies) Add(d time.Duration) { *l = append(*l, d) }
-
-// Report adds p50-us and p99-us to the benchmark's results.
-func (l Latencies) Report(b *testing.B) {
-	if len(l) == 0 {
-		return
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	b.ReportMetric(float64(at(0.50))/1e3, "p50-us")
-	b.ReportMetric(float64(at(0.99))/1e3, "p99-us")
 }
 
 // The organisation OrgPolicies describes: upstreams svc-00…svc-39 offering

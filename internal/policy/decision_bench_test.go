@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-mcp/mandate/internal/benchstat"
 	"github.com/mandate-mcp/mandate/internal/consent"
 	"github.com/mandate-mcp/mandate/internal/policy"
 	"github.com/mandate-mcp/mandate/internal/store/sqlite"
@@ -50,7 +51,7 @@ func BenchmarkDecision1000Policies10000Mandates(b *testing.B) {
 	if d := decide(); d.Effect != policy.Allow {
 		b.Fatalf("the benchmark's call is not allowed: %+v", d)
 	}
-	var lat policy.Latencies
+	var lat benchstat.Latencies
 	b.ReportAllocs()
 	for b.Loop() {
 		t := time.Now()
