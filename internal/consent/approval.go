@@ -19,6 +19,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/identity"
 	"github.com/mandate-mcp/mandate/internal/store"
+	"github.com/mandate-mcp/mandate/internal/urlerr"
 )
 
 // DefaultApprovalTimeout is how long an approval request waits for a human
@@ -296,13 +297,15 @@ func (a *Approvals) notify(ctx context.Context, rec store.Approval) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.o.WebhookURL, bytes.NewReader(b))
 	if err != nil {
-		a.o.Log.Warn("approval webhook: build request", "approval", rec.ID, "err", err)
+		a.o.Log.Warn("approval webhook: build request", "approval", rec.ID, "err", urlerr.Strip(err))
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.o.Client.Do(req)
 	if err != nil {
-		a.o.Log.Warn("approval webhook failed", "approval", rec.ID, "err", err)
+		// The webhook's URL often embeds its secret; the error names
+		// only what failed.
+		a.o.Log.Warn("approval webhook failed", "approval", rec.ID, "err", urlerr.Strip(err))
 		return
 	}
 	resp.Body.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mandate-mcp/mandate/internal/loopback"
 	"github.com/mandate-mcp/mandate/internal/policy"
+	"github.com/mandate-mcp/mandate/internal/urlerr"
 )
 
 // Defaults of Options.
@@ -238,13 +239,15 @@ func (c *Client) discover(ctx context.Context) (*endpoints, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.metadataURL(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("PDP metadata: %w", err)
+		return nil, fmt.Errorf("PDP metadata: %w", urlerr.Strip(err))
 	}
 	c.setHeaders(req)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("PDP metadata: %w", err)
+		// Errors reach logs and audit records; the PDP's address may
+		// have come from a secret reference, so it is left out.
+		return nil, fmt.Errorf("PDP metadata: %w", urlerr.Strip(err))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -321,7 +324,7 @@ func (c *Client) post(ctx context.Context, endpoint string, body, out any) error
 	req.Header.Set("X-Request-ID", id)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("PDP unreachable: %w", err)
+		return fmt.Errorf("PDP unreachable: %w", urlerr.Strip(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
